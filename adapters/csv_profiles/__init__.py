@@ -1,0 +1,1 @@
+"""CSV mapping profiles shipped with the package (``<name>.toml``); see README.md here."""

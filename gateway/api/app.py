@@ -1,0 +1,163 @@
+"""The ASGI application: wiring of settings, store, services and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api.auth_routes import router as auth_router
+from gateway.api.fhir_routes import router as fhir_router
+from gateway.api.negotiation import error_response, request_id_of
+from gateway.auth.app_launch import AppLaunch
+from gateway.auth.backend_services import BackendServices
+from gateway.auth.tokens import AccessTokens
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+)
+from gateway.exchange.delivery import DeliveryWorker
+from gateway.exchange.iti65 import DocumentRecipient
+from gateway.fhir.capability import capability_statement
+from gateway.service.bundles import BundleProcessor
+from gateway.service.resources import ResourceService
+from gateway.settings import Settings
+from gateway.store.database import Database
+
+log = logging.getLogger("zorgbrug")
+
+
+class RequestIdMiddleware:
+    """Accept or create X-Request-Id and echo it (and X-Correlation-Id) on every response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = request_id_of(headers)
+        scope.setdefault("state", {})["request_id"] = request_id
+        echoed = [(b"x-request-id", request_id.encode())]
+        correlation = headers.get("x-correlation-id")
+        if correlation and len(correlation) <= 128 and correlation.isprintable():
+            echoed.append((b"x-correlation-id", correlation.encode("latin-1")))
+            scope["state"]["correlation_id"] = correlation
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *echoed]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway application; the store is opened and migrated at startup."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url())
+        await db.migrate()
+        service = ResourceService(db, settings)
+        await service.start()
+        tokens = AccessTokens(db, issuer=settings.token_issuer())
+        await tokens.load()
+        app.state.tokens = tokens
+        app.state.backend_services = BackendServices(db, tokens)
+        app.state.app_launch = AppLaunch(db, tokens)
+        app.state.db = db
+        app.state.service = service
+        app.state.bundles = BundleProcessor(service)
+        app.state.documents = DocumentRecipient(service, app.state.bundles)
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(DeliveryWorker(service).run(stop))
+            if settings.delivery_worker
+            else None
+        )
+        yield
+        stop.set()
+        if worker is not None:
+            await worker
+        await db.dispose()
+
+    app = FastAPI(
+        title="Zorgbrug", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.settings = settings
+    app.state.capability = _capability_cache()
+    app.include_router(auth_router)  # before /fhir/{type}/{id} swallows .well-known
+    app.include_router(fhir_router)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await request.app.state.db.ping()
+        except Exception:  # any failure to reach the database means not ready
+            log.exception("readiness check failed")
+            return JSONResponse({"status": "database unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, error: GatewayError) -> Response:
+        if error.status >= 500:
+            log.error("request %s failed: %s", request.state.request_id, error.diagnostics)
+        return error_response(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 405:
+            return error_response(
+                request,
+                MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"),
+            )
+        if error.status_code == 404:
+            return error_response(request, NotFound(f"No such endpoint: {request.url.path}"))
+        failure = BadRequest if 400 <= error.status_code < 500 else GatewayError
+        return error_response(request, failure(str(error.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        return error_response(request, BadRequest(f"Malformed request: {error.errors()[:3]}"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", "?")
+        log.exception("unexpected error in request %s", request_id)
+        failure = GatewayError(f"Internal error; quote request id {request_id} to the operator")
+        return error_response(request, failure)
+
+    return app
+
+
+def _capability_cache() -> Callable[[str], bytes]:
+    published = date.today().isoformat()
+    cache: dict[str, bytes] = {}
+
+    def get(base: str) -> bytes:
+        if base not in cache:
+            cache[base] = orjson.dumps(capability_statement(base, published))
+        return cache[base]
+
+    return get

@@ -1,0 +1,328 @@
+"""FHIR REST routes under /fhir: parse the request, call the service, shape the response."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from gateway.api.auth_routes import bearer_actor
+from gateway.api.negotiation import accepts, fhir_response, resource_response, wants_resource
+from gateway.content import PreparedBlob
+from gateway.context import RequestContext
+from gateway.errors import BadRequest, NotAcceptable, PayloadTooLarge
+from gateway.exchange.mhd import is_provide_bundle
+from gateway.fhir.dutch_identifiers import BSN, normalized_system
+from gateway.fhir.formats import is_fhir_media_type, parse_body, request_format
+
+router = APIRouter(prefix="/fhir")
+
+
+def fhir_base(request: Request) -> str:
+    configured = request.app.state.settings.base_url
+    if configured:
+        return configured.rstrip("/") + "/fhir"
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    prefer: dict[str, str] = {}
+    for item in request.headers.get("prefer", "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key:
+            prefer[key.strip().lower()] = value.strip().strip('"')
+    return prefer
+
+
+async def context(request: Request) -> RequestContext:
+    """The request context of an authenticated request (401 without a valid token)."""
+    prefer = _prefer(request)
+    return RequestContext(
+        actor=await bearer_actor(request),
+        base_url=fhir_base(request),
+        request_id=request.state.request_id,
+        strict_handling=prefer.get("handling") == "strict",
+        return_preference=prefer.get("return", ""),  # "": none asked for
+        correlation_id=getattr(request.state, "correlation_id", None),
+        client_address=request.client.host if request.client else None,
+    )
+
+
+async def read_body(request: Request) -> bytearray:
+    """The body, refused with 413 as soon as it passes the configured limit; gathered in one
+    buffer (a list of chunks joined at the end held a large body twice)."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > limit:
+            raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes")
+        body += chunk
+    return body
+
+
+async def resource_body(request: Request) -> Any:
+    body = await read_body(request)
+    return parse_body(body, request_format(request.headers.get("content-type")))
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    return fhir_response(request, request.app.state.capability(fhir_base(request)))
+
+
+@router.post("")
+@router.post("/")
+async def transaction_or_batch(request: Request) -> Response:
+    ctx = await context(request)
+    bundle = await resource_body(request)
+    if is_provide_bundle(bundle):  # IHE MHD ITI-65 Provide Document Bundle
+        result = await request.app.state.documents.provide(ctx, bundle)
+    else:
+        result = await request.app.state.bundles.process(ctx, bundle)
+    return fhir_response(request, result)
+
+
+@router.get("/_history")
+async def system_history(request: Request) -> Response:
+    body = await request.app.state.service.history(
+        await context(request), None, None, _params(request)
+    )
+    return fhir_response(request, body)
+
+
+@router.get("/{res_type}")
+async def search(request: Request, res_type: str) -> Response:
+    body = await request.app.state.service.search(
+        await context(request), res_type, _params(request)
+    )
+    return fhir_response(request, body)
+
+
+@router.post("/{res_type}/_search")
+async def search_post(request: Request, res_type: str) -> Response:
+    media = request.headers.get("content-type", "").split(";")[0].strip()
+    if media != "application/x-www-form-urlencoded":
+        raise BadRequest(
+            "POST _search takes application/x-www-form-urlencoded parameters", code="not-supported"
+        )
+    form = parse_qsl((await read_body(request)).decode("utf-8", "replace"), keep_blank_values=True)
+    body = await request.app.state.service.search(
+        await context(request), res_type, _params(request) + form
+    )
+    return fhir_response(request, body)
+
+
+@router.post("/Patient/$break-the-glass")
+async def break_the_glass(request: Request) -> Response:
+    """A clinician declares an emergency for one patient: Parameters ``patient`` (the BSN as
+    valueIdentifier) and ``reason`` (valueString); answers the window it holds."""
+    ctx = await context(request)
+    parameters = _parameters(await resource_body(request))
+    identifier = parameters.get("patient", {}).get("valueIdentifier") or {}
+    if normalized_system(str(identifier.get("system"))) != BSN or not identifier.get("value"):
+        raise BadRequest(
+            "Parameter 'patient' must be the patient's BSN as a valueIdentifier",
+            expression=["Parameters.parameter"],
+        )
+    reason = str(parameters.get("reason", {}).get("valueString") or "")
+    start, end = await request.app.state.service.declare_emergency(
+        ctx, str(identifier["value"]), reason
+    )
+    answer = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": BSN, "value": identifier["value"]}},
+            {"name": "start", "valueInstant": start},
+            {"name": "end", "valueInstant": end},
+        ],
+    }
+    return fhir_response(request, orjson.dumps(answer), status=201)
+
+
+@router.get("/Patient/{res_id}/$access")
+async def access(request: Request, res_id: str) -> Response:
+    """For a DPO: which organisations may see which data of the patient, and why."""
+    ctx = await context(request)
+    lines = await request.app.state.service.access_overview(ctx, res_id)
+    answer = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "access",
+                "part": [
+                    {"name": "holder", "valueString": line.holder},
+                    {"name": "recipient", "valueString": line.grantee},
+                    {"name": "category", "valueCode": line.category},
+                    {"name": "permitted", "valueBoolean": line.decision.permit},
+                    {"name": "rule", "valueString": line.decision.basis.rule},
+                    *(
+                        {"name": "consent", "valueReference": {"reference": f"Consent/{c}"}}
+                        for c in line.decision.basis.consent_ids
+                    ),
+                    *(
+                        [{"name": "agreement", "valueString": line.decision.basis.agreement_id}]
+                        if line.decision.basis.agreement_id
+                        else []
+                    ),
+                    {"name": "explanation", "valueString": line.decision.explain()},
+                ],
+            }
+            for line in lines
+        ],
+    }
+    return fhir_response(request, orjson.dumps(answer))
+
+
+def _parameters(body: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("The operation takes a Parameters resource", expression=["resourceType"])
+    return {str(p.get("name")): p for p in body.get("parameter") or [] if isinstance(p, dict)}
+
+
+@router.post("/Binary")
+async def create_binary(request: Request) -> Response:
+    """A Binary from a FHIR body, or from raw content of any other type, streamed in and
+    encrypted chunk by chunk (never held whole in memory)."""
+    content_type = request.headers.get("content-type")
+    if not content_type or is_fhir_media_type(content_type):
+        return await create(request, "Binary")
+    ctx = await context(request)
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}")
+    content = PreparedBlob(ctx.actor.organization)
+    async for chunk in request.stream():
+        content.write(chunk)
+        if content.size > limit:
+            raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes")
+    result = await request.app.state.service.create_binary(
+        ctx, content_type.split(";")[0].strip(), content
+    )
+    return resource_response(request, result, base=ctx.base_url, location=True)
+
+
+@router.post("/{res_type}")
+async def create(request: Request, res_type: str) -> Response:
+    ctx = await context(request)
+    resource = await resource_body(request)
+    result = await request.app.state.service.create(
+        ctx, res_type, resource, if_none_exist=request.headers.get("if-none-exist")
+    )
+    return resource_response(
+        request, result, base=ctx.base_url, location=True, return_preference=ctx.return_preference
+    )
+
+
+@router.put("/{res_type}")
+async def update_conditional(request: Request, res_type: str) -> Response:
+    ctx = await context(request)
+    if not request.url.query:
+        raise BadRequest("PUT on a type needs search parameters (a conditional update)")
+    resource = await resource_body(request)
+    result = await request.app.state.service.update_conditional(
+        ctx, res_type, request.url.query, resource
+    )
+    return resource_response(
+        request,
+        result,
+        base=ctx.base_url,
+        location=result.status == 201,
+        return_preference=ctx.return_preference,
+    )
+
+
+@router.get("/{res_type}/_history")
+async def type_history(request: Request, res_type: str) -> Response:
+    body = await request.app.state.service.history(
+        await context(request), res_type, None, _params(request)
+    )
+    return fhir_response(request, body)
+
+
+@router.get("/Binary/{res_id}")
+async def read_binary(request: Request, res_id: str) -> Response:
+    """ITI-68 Retrieve Document: the raw content in its own media type (406 when Accept rules
+    it out), or the Binary resource when a FHIR format is asked for."""
+    if wants_resource(request):
+        return await read(request, "Binary", res_id)
+    ctx = await context(request)
+    service = request.app.state.service
+    found = await service.retrieve(ctx, res_id)
+    if not accepts(request.headers.get("accept"), found.content_type):
+        raise NotAcceptable(
+            f"Binary/{res_id} is available as {found.content_type} (or as FHIR JSON/XML) only"
+        )
+    headers = {"Content-Length": str(found.size), "X-Content-Type-Options": "nosniff"}
+    if found.body is not None:
+        return Response(found.body, media_type=found.content_type, headers=headers)
+    assert found.info is not None
+    return StreamingResponse(
+        service.stream(found.info), media_type=found.content_type, headers=headers
+    )
+
+
+@router.get("/{res_type}/{res_id}")
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    ctx = await context(request)
+    result = await request.app.state.service.read(ctx, res_type, res_id)
+    return resource_response(request, result, base=ctx.base_url)
+
+
+@router.put("/{res_type}/{res_id}")
+async def update(request: Request, res_type: str, res_id: str) -> Response:
+    ctx = await context(request)
+    resource = await resource_body(request)
+    result = await request.app.state.service.update(
+        ctx, res_type, res_id, resource, if_match=request.headers.get("if-match")
+    )
+    return resource_response(
+        request,
+        result,
+        base=ctx.base_url,
+        location=result.status == 201,
+        return_preference=ctx.return_preference,
+    )
+
+
+@router.delete("/{res_type}")
+async def delete_conditional(request: Request, res_type: str) -> Response:
+    condition = request.url.query
+    if not condition:
+        raise BadRequest("DELETE on a type needs search parameters (a conditional delete)")
+    result = await request.app.state.service.delete_conditional(
+        await context(request), res_type, condition
+    )
+    return Response(status_code=204, headers={"ETag": result.etag} if result else None)
+
+
+@router.delete("/{res_type}/{res_id}")
+async def delete(request: Request, res_type: str, res_id: str) -> Response:
+    ctx = await context(request)
+    result = await request.app.state.service.delete(ctx, res_type, res_id)
+    return Response(status_code=204, headers={"ETag": result.etag})
+
+
+@router.get("/{res_type}/{res_id}/_history")
+async def instance_history(request: Request, res_type: str, res_id: str) -> Response:
+    body = await request.app.state.service.history(
+        await context(request), res_type, res_id, _params(request)
+    )
+    return fhir_response(request, body)
+
+
+@router.get("/{res_type}/{res_id}/_history/{version_id}")
+async def vread(request: Request, res_type: str, res_id: str, version_id: str) -> Response:
+    ctx = await context(request)
+    result = await request.app.state.service.vread(ctx, res_type, res_id, version_id)
+    return resource_response(request, result, base=ctx.base_url)

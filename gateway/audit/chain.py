@@ -1,0 +1,155 @@
+"""The hash chain: each audit record's hash covers the previous record's hash, its sequence
+number and every stored column, so changing, removing, inserting or reordering a record breaks
+every link after it; signed checkpoints pin the chain so that its tail cannot be cut off unseen.
+
+``append`` is the only writer. It runs inside the caller's transaction and locks the chain's
+head row first, so the records of all gateway processes form one sequence without gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.audit.event import AuditFacts
+from gateway.audit.signing import CheckpointSigner, checkpoint_message
+from gateway.store.schema import audit_chain_head, audit_checkpoints, audit_events
+
+GENESIS = bytes(32)  # the "previous hash" of the first record
+
+# The columns each link covers besides ``content``, in this order.
+CHAINED = (
+    "seq",
+    "event_id",
+    "recorded_us",
+    "kind",
+    "action",
+    "outcome",
+    "agent_kind",
+    "agent_id",
+    "agent_org",
+    "agent_role",
+    "patient_key",
+    "custodian_org",
+    "emergency",
+    "request_id",
+)
+
+
+def link(previous: bytes, row: Mapping[str, Any]) -> bytes:
+    """The hash of ``row`` chained to ``previous``."""
+    values = [row[name] for name in CHAINED]
+    values[12] = bool(values[12])  # SQLite hands booleans back as 0 or 1
+    header = orjson.dumps(values)
+    digest = hashlib.sha256(previous)
+    digest.update(len(header).to_bytes(4, "big"))
+    digest.update(header)
+    digest.update(row["content"])
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When to sign: after this many records, or this long after the last checkpoint."""
+
+    every_records: int = 1000
+    every_seconds: float = 60.0
+
+
+def rows_of(facts: Sequence[AuditFacts], node: str, base_url: str) -> list[dict[str, Any]]:
+    """The stored columns of each event, without ``seq`` and ``hash`` (``append`` adds them)."""
+    rows = []
+    for f in facts:
+        rows.append(
+            {
+                "event_id": f.event_id,
+                "recorded_us": f.recorded_us,
+                "kind": f.kind,
+                "action": f.event_action,
+                "outcome": f.outcome,
+                "agent_kind": f.agent.kind,
+                "agent_id": f.agent.id[:200],
+                "agent_org": f.agent.organization,
+                "agent_role": f.agent.role,
+                "patient_key": f.patient_key,
+                "custodian_org": f.custodian,
+                "emergency": f.emergency,
+                "request_id": f.request_id[:200],
+                "content": orjson.dumps(f.to_resource(node, base_url)),
+            }
+        )
+    return rows
+
+
+def append(
+    conn: Connection,
+    rows: Iterable[dict[str, Any]],
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
+) -> int:
+    """Chain and insert ``rows`` (from ``rows_of``) in the caller's transaction; signs a
+    checkpoint when one is due. Returns the sequence number of the last record."""
+    pending = list(rows)
+    statement = select(audit_chain_head).where(audit_chain_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    head = conn.execute(statement).one()
+    seq, previous = int(head.seq), bytes(head.hash)
+    if not pending:
+        return seq
+    for row in pending:
+        seq += 1
+        row["seq"] = seq
+        row["hash"] = previous = link(previous, row)
+    conn.execute(insert(audit_events), pending)
+    now_us = time.time_ns() // 1000
+    values: dict[str, Any] = {"seq": seq, "hash": previous}
+    due = seq - head.checkpoint_seq >= policy.every_records or (
+        now_us - head.checkpoint_us >= policy.every_seconds * 1_000_000
+    )
+    if due:
+        sign(conn, signer, "checkpoint", seq, previous, now_us)
+        values.update(checkpoint_seq=seq, checkpoint_us=now_us)
+    conn.execute(update(audit_chain_head).where(audit_chain_head.c.id == 1).values(**values))
+    return seq
+
+
+def checkpoint_now(conn: Connection, signer: CheckpointSigner) -> int:
+    """Sign a checkpoint at the current tail (at shutdown, before a verify); its seq."""
+    statement = select(audit_chain_head).where(audit_chain_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    head = conn.execute(statement).one()
+    if head.seq == 0 or head.seq == head.checkpoint_seq:
+        return int(head.checkpoint_seq)
+    now_us = time.time_ns() // 1000
+    sign(conn, signer, "checkpoint", int(head.seq), bytes(head.hash), now_us)
+    conn.execute(
+        update(audit_chain_head)
+        .where(audit_chain_head.c.id == 1)
+        .values(checkpoint_seq=head.seq, checkpoint_us=now_us)
+    )
+    return int(head.seq)
+
+
+def sign(
+    conn: Connection, signer: CheckpointSigner, kind: str, seq: int, chain_hash: bytes, now_us: int
+) -> None:
+    conn.execute(
+        insert(audit_checkpoints),
+        {
+            "seq": seq,
+            "kind": kind,
+            "hash": chain_hash,
+            "recorded_us": now_us,
+            "key_id": signer.key_id,
+            "signature": signer.sign(checkpoint_message(kind, seq, chain_hash, now_us)),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: SMART Backend Services for hospital systems, scopes."""

@@ -1,0 +1,399 @@
+"""Encrypted document content in the store: write, read with integrity checks, re-wrap keys.
+
+Every base64 ``data`` element of a resource (Binary.data, Attachment.data, Signature.data) is
+moved into a blob before the resource is stored, and the stored JSON keeps a marker in its
+place; reads put the content back. Document content therefore never lies in the database in
+plaintext, whatever path wrote it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.content import envelope
+from gateway.content.keyring import KeyRing, MasterKeyError
+from gateway.errors import GatewayError, InvalidResource
+from gateway.store.schema import blob_chunks, blobs, master_key_checks
+
+MARKER = "zorgbrug-blob:"  # not base64, so no client can send one that passes validation
+_MARKER_BYTES = b'"data":"' + MARKER.encode()
+_CHECK = b"zorgbrug master key check"
+
+
+class IntegrityFailure(GatewayError):
+    """Stored content failed its authentication or hash check: it is never served."""
+
+    status, default_code = 500, "exception"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    blob_id: str
+    size: int
+    sha256: str  # hex
+    sha1: str  # base64, as FHIR R4 ``Attachment.hash``
+    owner_org: str | None = None
+    deprecated: bool = False
+
+
+@dataclass
+class PreparedBlob:
+    """Content encrypted chunk by chunk as it arrives, before any database work."""
+
+    owner_org: str | None
+    blob_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    size: int = 0
+    _key: bytes = field(default_factory=envelope.new_data_key, repr=False)
+    _sha256: Any = field(default_factory=hashlib.sha256, repr=False)
+    _sha1: Any = field(default_factory=lambda: _sha1(), repr=False)
+    _pending: bytearray = field(default_factory=bytearray, repr=False)
+    sealed_chunks: list[bytes] = field(default_factory=list, repr=False)
+    closed: bool = False
+
+    def write(self, data: bytes) -> None:
+        """Add plaintext; full chunks are sealed at once so plaintext is never held whole."""
+        self._sha256.update(data)
+        self._sha1.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        # A chunk is sealed only once more data follows it: the last one is marked as last.
+        while len(self._pending) + len(view) > envelope.CHUNK_BYTES:
+            take = envelope.CHUNK_BYTES - len(self._pending)
+            self._seal(bytes(self._pending) + bytes(view[:take]), last=False)
+            self._pending = bytearray()
+            view = view[take:]
+        self._pending += view
+
+    def close(self) -> BlobInfo:
+        if not self.closed:
+            self._seal(bytes(self._pending), last=True)
+            self._pending = bytearray()
+            self.closed = True
+        return self.info
+
+    @property
+    def info(self) -> BlobInfo:
+        return BlobInfo(
+            self.blob_id,
+            self.size,
+            self._sha256.hexdigest(),
+            base64.b64encode(self._sha1.digest()).decode(),
+            self.owner_org,
+        )
+
+    def _seal(self, plaintext: bytes, *, last: bool) -> None:
+        seq = len(self.sealed_chunks)
+        self.sealed_chunks.append(
+            envelope.seal_chunk(self._key, self.blob_id, seq, last, plaintext)
+        )
+
+
+def prepare(data: bytes | Iterable[bytes], owner_org: str | None) -> PreparedBlob:
+    """Encrypt ``data`` (bytes or an iterable of pieces) into a blob ready to insert."""
+    prepared = PreparedBlob(owner_org)
+    for piece in [data] if isinstance(data, bytes | bytearray) else data:
+        prepared.write(bytes(piece))
+    prepared.close()
+    return prepared
+
+
+class ContentVault:
+    """Blobs in the store, encrypted under the deployment's master keys."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    # -- master keys -------------------------------------------------------------------------
+
+    def check_keys(self, conn: Connection) -> None:
+        """Fail loudly unless every master key the store needs is in the key file and right."""
+        rows = conn.execute(select(master_key_checks)).all()
+        for row in rows:
+            key = self.keyring.key(row.key_id)
+            if not _opens_check(key, row.key_id, bytes(row.sealed_check)):
+                raise MasterKeyError(
+                    f"master key {row.key_id} in {self.keyring.path} is not the key that "
+                    "encrypted the stored documents (wrong or damaged ZORGBRUG_MASTER_KEY_FILE)"
+                )
+        kid, key = self.keyring.current_key()
+        if kid not in {row.key_id for row in rows}:
+            conn.execute(
+                insert(master_key_checks),
+                {"key_id": kid, "sealed_check": _seal_check(key, kid), "created_us": _now_us()},
+            )
+
+    def forget_keys(self, conn: Connection, key_ids: Iterable[str]) -> None:
+        """Drop the checks of keys no blob uses any more (the end of a rotation)."""
+        conn.execute(delete(master_key_checks).where(master_key_checks.c.key_id.in_(list(key_ids))))
+
+    def rewrap(self, conn: Connection, retired: dict[str, bytes], batch: int = 500) -> int:
+        """Re-wrap up to ``batch`` data keys that are not under the current key; how many."""
+        kid, master = self.keyring.current_key()
+        statement = (
+            select(blobs.c.blob_id, blobs.c.key_id, blobs.c.wrapped_key)
+            .where(blobs.c.key_id != kid)
+            .limit(batch)
+        )
+        if conn.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = conn.execute(statement).all()
+        for row in rows:
+            old = retired.get(row.key_id) or self.keyring.key(row.key_id)
+            data_key = envelope.unwrap(old, row.blob_id, bytes(row.wrapped_key))
+            conn.execute(
+                update(blobs)
+                .where(blobs.c.blob_id == row.blob_id, blobs.c.key_id == row.key_id)
+                .values(key_id=kid, wrapped_key=envelope.wrap(master, row.blob_id, data_key))
+            )
+        return len(rows)
+
+    def key_usage(self, conn: Connection) -> dict[str, int]:
+        """How many blobs each master key wraps."""
+        from sqlalchemy import func
+
+        rows = conn.execute(select(blobs.c.key_id, func.count()).group_by(blobs.c.key_id)).all()
+        return {str(k): int(n) for k, n in rows}
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def insert(self, conn: Connection, prepared: PreparedBlob) -> BlobInfo:
+        """Store a prepared blob in the caller's transaction."""
+        info = prepared.close()
+        kid, master = self.keyring.current_key()
+        wrapped = envelope.wrap(master, info.blob_id, prepared._key)
+        self._insert_blob(conn, info, len(prepared.sealed_chunks), kid, wrapped)
+        conn.execute(
+            insert(blob_chunks),
+            [
+                {"blob_id": info.blob_id, "seq": seq, "data": data}
+                for seq, data in enumerate(prepared.sealed_chunks)
+            ],
+        )
+        return info
+
+    @staticmethod
+    def _insert_blob(
+        conn: Connection, info: BlobInfo, chunks: int, key_id: str, wrapped_key: bytes
+    ) -> None:
+        conn.execute(
+            insert(blobs),
+            {
+                "blob_id": info.blob_id,
+                "owner_org": info.owner_org,
+                "size": info.size,
+                "sha256": info.sha256,
+                "sha1": info.sha1,
+                "chunk_size": envelope.CHUNK_BYTES,
+                "chunks": chunks,
+                "key_id": key_id,
+                "wrapped_key": wrapped_key,
+                "deprecated_us": None,
+                "created_us": _now_us(),
+            },
+        )
+
+    def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
+        row = conn.execute(select(blobs).where(blobs.c.blob_id == blob_id)).first()
+        if row is None:
+            return None
+        return BlobInfo(
+            row.blob_id,
+            row.size,
+            row.sha256,
+            row.sha1,
+            row.owner_org,
+            row.deprecated_us is not None,
+        )
+
+    def deprecate(self, conn: Connection, blob_ids: Iterable[str]) -> None:
+        """Mark content whose document was superseded (ITI-68 answers 410 for it)."""
+        conn.execute(
+            update(blobs)
+            .where(blobs.c.blob_id.in_(list(blob_ids)), blobs.c.deprecated_us.is_(None))
+            .values(deprecated_us=_now_us())
+        )
+
+    def read(self, conn: Connection, blob_id: str) -> bytes:
+        """The plaintext, after checking authentication, size and both hashes."""
+        return b"".join(self.chunks(conn, blob_id))
+
+    def chunks(
+        self, conn: Connection, blob_id: str, *, first: int = 0, count: int | None = None
+    ) -> Iterator[bytes]:
+        """Plaintext chunks ``first``… of a blob; hashes are checked when the whole is read."""
+        row = conn.execute(select(blobs).where(blobs.c.blob_id == blob_id)).first()
+        if row is None:
+            raise IntegrityFailure(f"stored content {blob_id} is missing; it cannot be served")
+        data_key = self._data_key(row)
+        last = row.chunks - 1
+        statement = (
+            select(blob_chunks.c.seq, blob_chunks.c.data)
+            .where(blob_chunks.c.blob_id == blob_id, blob_chunks.c.seq >= first)
+            .order_by(blob_chunks.c.seq)
+        )
+        if count is not None:
+            statement = statement.limit(count)
+        # A server-side cursor on PostgreSQL: psycopg would otherwise fetch every chunk at once.
+        statement = statement.execution_options(stream_results=True, yield_per=2)
+        whole = first == 0 and count is None
+        sha256, sha1, size, expected = hashlib.sha256(), _sha1(), 0, first
+        for seq, sealed in conn.execute(statement):
+            if seq != expected:
+                raise IntegrityFailure(f"stored content {blob_id} lost chunk {expected}")
+            try:
+                plaintext = envelope.open_chunk(data_key, blob_id, seq, seq == last, bytes(sealed))
+            except envelope.InvalidTag:
+                raise IntegrityFailure(
+                    f"stored content {blob_id} failed its authentication check; not served"
+                ) from None
+            if whole:
+                sha256.update(plaintext)
+                sha1.update(plaintext)
+                size += len(plaintext)
+            expected += 1
+            yield plaintext
+        if whole:
+            digest = base64.b64encode(sha1.digest()).decode()
+            if expected != row.chunks or size != row.size:
+                raise IntegrityFailure(f"stored content {blob_id} is incomplete; not served")
+            if sha256.hexdigest() != row.sha256 or digest != row.sha1:
+                raise IntegrityFailure(f"stored content {blob_id} failed its hash check")
+
+    def _data_key(self, row: Any) -> bytes:
+        try:
+            return envelope.unwrap(
+                self.keyring.key(row.key_id), row.blob_id, bytes(row.wrapped_key)
+            )
+        except envelope.InvalidTag:
+            raise MasterKeyError(
+                f"master key {row.key_id} does not open the data key of {row.blob_id} "
+                "(wrong or damaged ZORGBRUG_MASTER_KEY_FILE)"
+            ) from None
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def seal(
+        self,
+        conn: Connection,
+        resource: dict[str, Any],
+        owner_org: str | None,
+        presealed: set[str] | frozenset[str] = frozenset(),
+    ) -> list[tuple[dict[str, Any], BlobInfo]]:
+        """Move every base64 ``data`` element into a blob; returns (element, blob) pairs.
+
+        ``presealed`` names blobs the caller stored itself and already put markers of.
+        """
+        sealed: list[tuple[dict[str, Any], BlobInfo]] = []
+        for element in list(_data_elements(resource)):
+            text = element["data"]
+            if blob_id_of(text) in presealed:
+                continue
+            content = _decoded(text)
+            element["data"] = None  # the base64 text is no longer needed: let it go
+            del text
+            info = self.store(conn, content, owner_org)
+            element["data"] = MARKER + info.blob_id
+            sealed.append((element, info))
+        return sealed
+
+    def store(self, conn: Connection, content: bytes, owner_org: str | None) -> BlobInfo:
+        """Encrypt and insert content chunk by chunk, so only one encrypted chunk is held."""
+        blob_id = str(uuid.uuid4())
+        data_key = envelope.new_data_key()
+        kid, master = self.keyring.current_key()
+        info = BlobInfo(
+            blob_id,
+            len(content),
+            hashlib.sha256(content).hexdigest(),
+            base64.b64encode(_sha1(content).digest()).decode(),
+            owner_org,
+        )
+        view = memoryview(content)
+        count = max(1, -(-len(content) // envelope.CHUNK_BYTES))
+        self._insert_blob(conn, info, count, kid, envelope.wrap(master, blob_id, data_key))
+        for seq in range(count):
+            piece = view[seq * envelope.CHUNK_BYTES : (seq + 1) * envelope.CHUNK_BYTES]
+            sealed = envelope.seal_chunk(data_key, blob_id, seq, seq == count - 1, bytes(piece))
+            conn.execute(insert(blob_chunks), {"blob_id": blob_id, "seq": seq, "data": sealed})
+        return info
+
+    def reveal(self, conn: Connection, content: bytes) -> bytes:
+        """Stored resource JSON with every blob marker replaced by its content again."""
+        if _MARKER_BYTES not in content:
+            return content
+        resource = orjson.loads(content)
+        for element in _data_elements(resource):
+            marker = element["data"]
+            if marker.startswith(MARKER):
+                element["data"] = base64.b64encode(self.read(conn, marker[len(MARKER) :])).decode()
+        return orjson.dumps(resource)
+
+
+def has_content(resource: dict[str, Any]) -> bool:
+    """Whether a resource has any base64 ``data`` element (document content to seal)."""
+    return next(_data_elements(resource), None) is not None
+
+
+def blob_id_of(value: Any) -> str | None:
+    """The blob a stored ``data`` value stands for, or None."""
+    return value[len(MARKER) :] if isinstance(value, str) and value.startswith(MARKER) else None
+
+
+def _data_elements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object with a string ``data`` (in FHIR R4 always a base64Binary)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), str):
+            yield node
+        for value in node.values():
+            if isinstance(value, dict | list):
+                yield from _data_elements(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _data_elements(value)
+
+
+def _seal_check(key: bytes, key_id: str) -> bytes:
+    nonce = os.urandom(envelope.NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, _CHECK, key_id.encode())
+
+
+def _opens_check(key: bytes, key_id: str, sealed: bytes) -> bool:
+    try:
+        nonce, body = sealed[: envelope.NONCE_BYTES], sealed[envelope.NONCE_BYTES :]
+        return AESGCM(key).decrypt(nonce, body, key_id.encode()) == _CHECK
+    except envelope.InvalidTag:
+        return False
+
+
+def _sha1(data: bytes = b"") -> Any:
+    # FHIR R4 Attachment.hash is SHA-1; integrity rests on SHA-256 and AES-GCM, not on it.
+    return hashlib.sha1(data, usedforsecurity=False)
+
+
+def _decoded(text: str) -> bytes:
+    """Strict base64; whitespace (allowed in FHIR base64Binary) is removed only if present."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidResource("A data element is not valid base64", code="value") from None
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000

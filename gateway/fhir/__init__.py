@@ -1,0 +1,1 @@
+"""FHIR R4 semantics: validation, formats, search parameters, indexing, bundles."""

@@ -1,0 +1,89 @@
+"""The CapabilityStatement: generated from what the server really accepts and indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import __version__
+from gateway.fhir.search_params import registry
+from gateway.fhir.types import RESOURCE_TYPES
+
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+_DOCS = {
+    "_id": "http://hl7.org/fhir/SearchParameter/Resource-id",
+    "_lastUpdated": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+}
+
+
+def capability_statement(base_url: str, published: str) -> dict[str, Any]:
+    """A truthful statement: every interaction and parameter listed here works."""
+    params = registry()
+    resources = []
+    for res_type in sorted(RESOURCE_TYPES):
+        search = params.for_type(res_type)
+        references = sorted(p.code for p in search.values() if p.type == "reference")
+        resources.append(
+            {
+                "type": res_type,
+                "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "searchInclude": [f"{res_type}:{code}" for code in references],
+                "searchRevInclude": sorted(
+                    f"{source}:{p.code}"
+                    for source in RESOURCE_TYPES
+                    for p in params.for_type(source).values()
+                    if p.type == "reference" and res_type in p.targets
+                ),
+                "searchParam": [
+                    {"name": p.code, "definition": p.url or _DOCS.get(p.code, ""), "type": p.type}
+                    for p in sorted(search.values(), key=lambda p: p.code)
+                ],
+            }
+        )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": published,
+        "publisher": "Zorgbrug",
+        "kind": "instance",
+        "software": {"name": "Zorgbrug", "version": __version__},
+        "implementation": {"description": "Zorgbrug FHIR R4 gateway", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {
+                        "name": "_count",
+                        "type": "number",
+                        "documentation": "Page size (default 20, at most the configured maximum)",
+                    },
+                    {"name": "_sort", "type": "special"},
+                    {"name": "_summary", "type": "token", "documentation": "count or false"},
+                    {"name": "_elements", "type": "special"},
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,81 @@
+"""FHIR date, dateTime and instant values as ranges of UTC microseconds since the epoch.
+
+A partial date is the range it covers (``2024`` is the whole year), which is how FHIR date search
+compares values; the upper bound is inclusive.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_US = -(2**62)
+MAX_US = 2**62
+
+_DATE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def instant(us: int) -> str:
+    """FHIR instant text of a point in time, e.g. ``2026-11-22T20:57:36.123456Z``."""
+    return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def date_range(value: str) -> tuple[int, int] | None:
+    """The inclusive range of microseconds a FHIR date/dateTime/instant covers, or None."""
+    match = _DATE.match(value)
+    if match is None:
+        return None
+    g = match.groupdict()
+    try:
+        year = int(g["y"])
+        if g["m"] is None:
+            start = datetime(year, 1, 1, tzinfo=UTC)
+            end = datetime(year + 1, 1, 1, tzinfo=UTC)
+        elif g["d"] is None:
+            month = int(g["m"])
+            start = datetime(year, month, 1, tzinfo=UTC)
+            end = start + timedelta(days=calendar.monthrange(year, month)[1])
+        elif g["H"] is None:
+            start = datetime(year, int(g["m"]), int(g["d"]), tzinfo=UTC)
+            end = start + timedelta(days=1)
+        else:
+            fraction = (g["f"] or "")[:6]
+            start = datetime(
+                year,
+                int(g["m"]),
+                int(g["d"]),
+                int(g["H"]),
+                int(g["M"]),
+                int(g["S"] or 0),
+                int(fraction.ljust(6, "0")) if fraction else 0,
+                tzinfo=UTC,
+            )
+            if g["tz"] and g["tz"] != "Z":
+                sign = 1 if g["tz"][0] == "+" else -1
+                hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+                start -= sign * timedelta(hours=hours, minutes=minutes)
+            if g["f"]:
+                end = start + timedelta(microseconds=1)
+            elif g["S"] is not None:
+                end = start + timedelta(seconds=1)
+            else:
+                end = start + timedelta(minutes=1)
+    except (ValueError, OverflowError):
+        return None
+    return to_us(start), to_us(end) - 1

@@ -1,0 +1,71 @@
+"""Dutch identifier systems: the BSN check (elfproef) and the legacy OID forms of NamingSystems.
+
+Legacy data writes the BSN, URA and AGB systems as ``urn:oid:`` URIs; the gateway accepts them
+and stores the ``http://fhir.nl`` form, so searching and matching by BSN works across hospitals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
+URA = "http://fhir.nl/fhir/NamingSystem/ura"
+AGB = "http://fhir.nl/fhir/NamingSystem/agb-z"
+LEGACY_SYSTEMS = {
+    "urn:oid:2.16.840.1.113883.2.4.6.3": BSN,
+    "urn:oid:2.16.528.1.1007.3.3": URA,
+    "urn:oid:2.16.840.1.113883.2.4.6.1": AGB,
+}
+_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+
+def is_valid_bsn(value: str) -> bool:
+    """The elfproef: nine digits, weights 9 down to 2 and then -1, sum divisible by 11 (not 0)."""
+    if len(value) != 9 or not value.isascii() or not value.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(value, _WEIGHTS, strict=True))
+    return total % 11 == 0 and total != 0
+
+
+def normalized_system(system: str) -> str:
+    """The ``http://fhir.nl`` URI of a legacy OID system; other systems unchanged."""
+    return LEGACY_SYSTEMS.get(system, system)
+
+
+def normalize_identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rewrite legacy systems in place; returns (path, value) of every invalid BSN found."""
+    invalid: list[tuple[str, str]] = []
+    for path, identifier in _identifiers(resource, resource.get("resourceType", "")):
+        system = identifier.get("system")
+        if isinstance(system, str) and system in LEGACY_SYSTEMS:
+            identifier["system"] = system = LEGACY_SYSTEMS[system]
+        value = identifier.get("value")
+        if system == BSN and isinstance(value, str) and not is_valid_bsn(value):
+            invalid.append((path, value))
+    return invalid
+
+
+def bsn_of(resource: dict[str, Any]) -> str | None:
+    """The BSN among a Patient's identifiers, if any."""
+    for identifier in resource.get("identifier") or []:
+        if isinstance(identifier, dict) and normalized_system(str(identifier.get("system"))) == BSN:
+            value = identifier.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _identifiers(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every Identifier-shaped object: ``identifier`` elements and ``Reference.identifier``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key in ("identifier", "masterIdentifier"):
+                for position, item in enumerate(value if isinstance(value, list) else [value]):
+                    if isinstance(item, dict):
+                        yield (f"{where}[{position}]" if isinstance(value, list) else where), item
+            if isinstance(value, dict | list):
+                yield from _identifiers(value, where)
+    elif isinstance(node, list):
+        for position, value in enumerate(node):
+            yield from _identifiers(value, f"{path}[{position}]")

@@ -1,0 +1,131 @@
+"""FHIR JSON and XML on the wire: content negotiation, safe parsing, serialisation.
+
+JSON is the store's format; XML is converted at the edge with the fhir.resources models. XML is
+parsed without DTDs, entity expansion or network access (XXE and "billion laughs" are refused).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from lxml import etree
+from pydantic import ValidationError
+
+from gateway.errors import BadRequest, InvalidResource, NotAcceptable, UnsupportedMediaType
+from gateway.fhir.validation import model_class, parse_json
+
+JSON = "application/fhir+json"
+XML = "application/fhir+xml"
+_JSON_TYPES = {
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "json",
+    "text/json",
+}
+_XML_TYPES = {"application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml", "xml"}
+_FHIR_NS = "{http://hl7.org/fhir}"
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def is_fhir_media_type(value: str | None) -> bool:
+    """Whether a Content-Type or Accept media type names a FHIR format (JSON or XML)."""
+    return bool(value) and _media_type(value or "") in _JSON_TYPES | _XML_TYPES
+
+
+def request_format(content_type: str | None) -> str:
+    """The format of a request body from its Content-Type (JSON when absent)."""
+    if not content_type:
+        return JSON
+    media = _media_type(content_type)
+    if media in _JSON_TYPES:
+        return JSON
+    if media in _XML_TYPES:
+        return XML
+    raise UnsupportedMediaType(f"Content-Type '{media}' is not supported; use {JSON} or {XML}")
+
+
+def response_format(accept: str | None, format_param: str | None) -> str:
+    """The format to answer in, from ``_format`` (wins) or the Accept header."""
+    if format_param:
+        media = _media_type(format_param)
+        if media in _JSON_TYPES:
+            return JSON
+        if media in _XML_TYPES:
+            return XML
+        raise NotAcceptable(f"_format '{format_param}' is not supported; use json or xml")
+    if not accept:
+        return JSON
+    ranges = []
+    for position, item in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in item.split(";")]
+        quality = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        ranges.append((-quality, position, media.lower()))
+    for quality, _position, media in sorted(ranges):
+        if quality == 0:
+            continue
+        if media in _JSON_TYPES or media in ("*/*", "application/*"):
+            return JSON
+        if media in _XML_TYPES or media == "text/*":
+            return XML
+    raise NotAcceptable(f"None of '{accept}' can be served; use {JSON} or {XML}")
+
+
+def parse_body(body: bytes | bytearray, fmt: str) -> Any:
+    """A request body as FHIR JSON (a dict), whatever format it came in."""
+    if not body or body.isspace():  # (not strip(): that would copy a large body)
+        raise BadRequest("The request has no body", code="required")
+    if fmt == JSON:
+        return parse_json(body)
+    return xml_to_json(bytes(body))
+
+
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
+
+
+def xml_to_json(body: bytes) -> dict[str, Any]:
+    """Parse FHIR XML into FHIR JSON; DOCTYPEs are refused outright."""
+    try:
+        root = etree.fromstring(body, _XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise InvalidResource(f"The body is not well-formed XML: {exc}", code="structure") from None
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise InvalidResource("XML with a DOCTYPE is not accepted", code="security")
+    if not isinstance(root.tag, str) or not root.tag.startswith(_FHIR_NS):
+        raise InvalidResource("The XML root is not in the FHIR namespace http://hl7.org/fhir")
+    resource_type = root.tag[len(_FHIR_NS) :]
+    cls = model_class(resource_type)
+    try:
+        model = cls.model_validate_xml(body, xmlparser=_XML_PARSER)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidResource(
+            f"Invalid {resource_type} XML at {where}: {first.get('msg')}",
+            expression=[f"{resource_type}.{where}"],
+        ) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidResource(f"Invalid {resource_type} XML: {exc}") from None
+    resource: dict[str, Any] = orjson.loads(model.model_dump_json(exclude_none=True))
+    return resource
+
+
+def json_to_xml(content: bytes) -> bytes:
+    """Serialise stored FHIR JSON as FHIR XML."""
+    resource = orjson.loads(content)
+    model = model_class(resource["resourceType"]).model_validate(resource)
+    xml = model.model_dump_xml()
+    return xml if isinstance(xml, bytes) else xml.encode()

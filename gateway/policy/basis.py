@@ -1,0 +1,98 @@
+"""On which basis an actor saw another organisation's resource: for the audit record.
+
+The SQL visibility condition let the resource through; this names why, in the terms of
+consent.decide: addressed to the actor's organisation (a directed referral), an agreement and
+the patient's consent, or an emergency. The facts are read once per patient per call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from consent import (
+    LINEAGE,
+    AccessDecision,
+    AccessRequest,
+    ConsentError,
+    PolicyFacts,
+    decide,
+)
+from gateway.audit.event import Agent, Basis
+from gateway.audit.scope import Touch
+from gateway.policy.information import READ_PURPOSE, PolicyInformation, from_us
+from gateway.store.schema import resource_shares
+
+
+class BasisFinder:
+    """``basis_of`` for one call's AuditScope (see gateway.audit.scope.BasisOf)."""
+
+    def __init__(self, policy: PolicyInformation, agent: Agent, purpose: str = READ_PURPOSE):
+        self.policy = policy
+        self.agent = agent
+        self.purpose = purpose
+        self._directory: dict[str, frozenset[str]] | None = None
+        self._facts: dict[str, PolicyFacts] = {}
+
+    def __call__(self, conn: Connection, touch: Touch) -> Basis:
+        organization = self.agent.organization or ""
+        if touch.rid is not None and _addressed(conn, touch.rid, organization):
+            return Basis(
+                "referral",
+                "addressed-to-organisation",
+                explanation=f"sent to organisation {organization} by {touch.owner}",
+            )
+        category = touch.category or ""
+        if touch.patient_key is None or touch.owner is None or category not in LINEAGE:
+            return Basis("unknown", "unexplained", explanation="no basis could be established")
+        if self._directory is None:
+            self._directory = self.policy.directory(conn)
+        facts = self._facts.get(touch.patient_key)
+        if facts is None:
+            facts = self._facts[touch.patient_key] = self.policy.facts(conn, touch.patient_key)
+        try:
+            request = AccessRequest(
+                actor_org=organization,
+                actor_org_types=self._directory.get(organization, frozenset()),
+                actor_id=self.agent.id,
+                actor_role=self.agent.role or "",
+                holder_org=touch.owner,
+                patient=touch.patient_key,
+                purpose=self.purpose,
+                action="read",
+                resource_type=touch.reference.split("/", 1)[0],
+                categories=LINEAGE[category],
+                data_date=None if touch.data_date_us is None else from_us(touch.data_date_us),
+                at=datetime.now(UTC),
+            )
+        except ConsentError as error:  # data consent cannot judge is never opened by consent
+            return Basis("unknown", "unexplained", explanation=str(error))
+        return basis_of_decision(decide(request, facts))
+
+
+def basis_of_decision(decision: AccessDecision) -> Basis:
+    """The audit Basis of a consent decision."""
+    b = decision.basis
+    return Basis(
+        b.kind,
+        b.rule,
+        consent_ids=tuple(b.consent_ids),
+        agreement_id=b.agreement_id,
+        emergency_reason=b.emergency_reason,
+        explanation=decision.explain(),
+    )
+
+
+def _addressed(conn: Connection, rid: int, organization: str) -> bool:
+    return (
+        conn.execute(
+            select(resource_shares.c.rid).where(
+                resource_shares.c.rid == rid,
+                resource_shares.c.org_ura == organization,
+                resource_shares.c.active.is_(True),
+            )
+        ).first()
+        is not None
+    )

@@ -1,0 +1,377 @@
+"""Policy information: the consents, agreements, emergencies and organisations in the store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.engine import Connection
+
+from consent import (
+    LINEAGE,
+    AccessDecision,
+    AccessRequest,
+    Agreement,
+    Emergency,
+    NetworkPolicy,
+    PatientConsent,
+    PolicyFacts,
+    agreement_from_contract,
+    agreement_grants,
+    categories_of,
+    consent_grants,
+    decide,
+    parse_consent,
+)
+from gateway.context import NETWORK
+from gateway.fhir.dutch_identifiers import BSN, URA, normalized_system
+from gateway.store import locks
+from gateway.store.schema import (
+    agreement_grants as agreement_rows,
+)
+from gateway.store.schema import (
+    consent_grants as consent_rows,
+)
+from gateway.store.schema import (
+    consent_named_holders,
+    data_category_lineage,
+    emergencies,
+    resources,
+)
+
+ORGANIZATION_TYPE_SYSTEMS = {
+    "http://nictiz.nl/fhir/NamingSystem/organization-type",
+    "urn:oid:2.16.840.1.113883.2.4.15.1060",
+}
+# The purpose ordinary reads run under; emergencies are the ETREAT path of their own.
+READ_PURPOSE = "TREAT"
+NEVER_US = 2**62  # the "unbounded" end of a range in the grants tables
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PolicyScope:
+    """What a request's consent-based visibility depends on (see search_sql)."""
+
+    organization: str
+    actor_id: str
+    purpose: str
+    now_us: int
+    opt_out: bool
+
+
+def to_us(moment: datetime | None, default: int) -> int:
+    return default if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class StoreResolver:
+    """Resolves a Consent's literal references through the store (consent.ReferenceResolver)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def organization_ura(self, reference: str) -> str | None:
+        resource = _current(self.conn, reference)
+        return _identifier(resource, URA) if resource else None
+
+    def patient_key(self, reference: str) -> str | None:
+        resource = _current(self.conn, reference)
+        return _identifier(resource, BSN) if resource else None
+
+
+class OwnResolver(StoreResolver):
+    """For an organisation recording a Consent: only its own patients can be named."""
+
+    def __init__(self, conn: Connection, organization: str | None) -> None:
+        super().__init__(conn)
+        self.organization = organization
+
+    def patient_key(self, reference: str) -> str | None:
+        resource = _current(self.conn, reference, owner=self.organization)
+        return _identifier(resource, BSN) if resource else None
+
+
+class PolicyInformation:
+    """Reads and maintains what consent decides on, inside the caller's transaction."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self.policy = policy
+
+    # -- facts ------------------------------------------------------------------------------
+
+    def directory(self, conn: Connection) -> dict[str, frozenset[str]]:
+        """Every registered organisation's URA and organisation types."""
+        rows = conn.execute(
+            select(resources.c.content).where(
+                resources.c.res_type == "Organization",
+                resources.c.owner_org == NETWORK,
+                resources.c.deleted.is_(False),
+            )
+        ).scalars()
+        found: dict[str, frozenset[str]] = {}
+        for content in rows:
+            organization = orjson.loads(content)
+            ura = _identifier(organization, URA)
+            if ura:
+                found[ura] = frozenset(
+                    str(coding.get("code"))
+                    for concept in organization.get("type") or []
+                    for coding in concept.get("coding") or []
+                    if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
+                )
+        return found
+
+    def consents(self, conn: Connection, patient_key: str) -> list[PatientConsent]:
+        rows = conn.execute(
+            select(resources.c.content).where(
+                resources.c.res_type == "Consent",
+                resources.c.patient_key == patient_key,
+                resources.c.deleted.is_(False),
+            )
+        ).scalars()
+        resolver = StoreResolver(conn)
+        return [parse_consent(orjson.loads(content), resolver=resolver) for content in rows]
+
+    def agreements(self, conn: Connection) -> list[Agreement]:
+        """The network's agreements: the Contract resources of its directory."""
+        rows = conn.execute(
+            select(resources.c.content).where(
+                resources.c.res_type == "Contract",
+                resources.c.owner_org == NETWORK,
+                resources.c.deleted.is_(False),
+            )
+        ).scalars()
+        return [agreement_from_contract(orjson.loads(content)) for content in rows]
+
+    def emergencies(self, conn: Connection, patient_key: str) -> list[Emergency]:
+        rows = conn.execute(select(emergencies).where(emergencies.c.patient_key == patient_key))
+        return [
+            Emergency(
+                actor_id=row.actor_id,
+                actor_org=row.actor_org,
+                patient=row.patient_key,
+                reason=row.reason,
+                start=from_us(row.start_us),
+                end=from_us(row.end_us),
+            )
+            for row in rows
+        ]
+
+    def facts(self, conn: Connection, patient_key: str) -> PolicyFacts:
+        return PolicyFacts(
+            consents=tuple(self.consents(conn, patient_key)),
+            agreements=tuple(self.agreements(conn)),
+            emergencies=tuple(self.emergencies(conn, patient_key)),
+            policy=self.policy,
+        )
+
+    def decide(
+        self,
+        conn: Connection,
+        *,
+        actor_org: str,
+        actor_id: str,
+        actor_role: str,
+        holder_org: str,
+        patient_key: str,
+        resource_type: str,
+        resource: dict[str, Any] | None = None,
+        action: str = "read",
+        purpose: str = READ_PURPOSE,
+        data_date_us: int | None = None,
+    ) -> AccessDecision:
+        """consent.decide with the facts from the store, now."""
+        directory = self.directory(conn)
+        request = AccessRequest(
+            actor_org=actor_org,
+            actor_org_types=directory.get(actor_org, frozenset()),
+            actor_id=actor_id,
+            actor_role=actor_role,
+            holder_org=holder_org,
+            patient=patient_key,
+            purpose=purpose,
+            action=action,  # type: ignore[arg-type]
+            resource_type=resource_type,
+            categories=categories_of(resource_type, resource),
+            data_date=None if data_date_us is None else from_us(data_date_us),
+            at=datetime.now(UTC),
+        )
+        return decide(request, self.facts(conn, patient_key))
+
+    # -- the conditions as rows ---------------------------------------------------------------
+
+    def refresh_patient(self, conn: Connection, patient_key: str) -> None:
+        """Recompute one patient's consent rows after a Consent of theirs changed."""
+        # Without it two Consents written at once for one patient each recompute the rows
+        # without the other's, and the last to commit wins (a deny could be lost).
+        locks.hold(conn, f"consent-rows:{patient_key}")
+        conn.execute(delete(consent_rows).where(consent_rows.c.patient_key == patient_key))
+        conn.execute(
+            delete(consent_named_holders).where(consent_named_holders.c.patient_key == patient_key)
+        )
+        consents = self.consents(conn, patient_key)
+        if not consents:
+            return
+        named = sorted({h for c in consents for p in c.root.walk() if p.holders for h in p.holders})
+        rows = consent_grants(
+            patient_key,
+            consents,
+            self.directory(conn),
+            [*named, "*"],  # "*": every holder no consent names is judged alike
+            self.policy,
+            purposes=[READ_PURPOSE],
+        )
+        if rows:
+            conn.execute(
+                insert(consent_rows),
+                [
+                    {
+                        "patient_key": patient_key,
+                        "grantee_org": row.grantee_org,
+                        "holder_org": row.holder_org,
+                        "category": row.category,
+                        "purpose": row.purpose,
+                        "valid_from_us": to_us(row.valid_from, -NEVER_US),
+                        "valid_to_us": to_us(row.valid_to, NEVER_US),
+                        "data_from_us": to_us(row.data_from, -NEVER_US),
+                        "data_to_us": to_us(row.data_to, NEVER_US),
+                        "covers_dated": row.covers_dated,
+                        "covers_undated": row.covers_undated,
+                        "consent_ids": " ".join(row.consent_ids),
+                    }
+                    for row in rows
+                ],
+            )
+        if named:
+            conn.execute(
+                insert(consent_named_holders),
+                [{"patient_key": patient_key, "holder_org": holder} for holder in named],
+            )
+
+    def refresh_agreements(self, conn: Connection) -> None:
+        """Recompute the agreement rows after an agreement was added, changed or ended."""
+        locks.hold(conn, "agreement-rows")
+        conn.execute(delete(agreement_rows))
+        rows = agreement_grants(self.agreements(conn), purposes=[READ_PURPOSE])
+        if rows:
+            conn.execute(
+                insert(agreement_rows),
+                [
+                    {
+                        "holder_org": row.holder_org,
+                        "grantee_org": row.grantee_org,
+                        "category": row.category,
+                        "purpose": row.purpose,
+                        "valid_from_us": to_us(row.valid_from, -NEVER_US),
+                        "valid_to_us": to_us(row.valid_to, NEVER_US),
+                        "agreement_id": row.agreement_id,
+                    }
+                    for row in rows
+                ],
+            )
+
+    def refresh_everything(self, conn: Connection) -> int:
+        """Recompute every row (after the directory changed); how many patients."""
+        self.refresh_agreements(conn)
+        keys = conn.execute(
+            select(resources.c.patient_key)
+            .where(
+                resources.c.res_type == "Consent",
+                resources.c.patient_key.is_not(None),
+                resources.c.deleted.is_(False),
+            )
+            .distinct()
+        ).scalars()
+        patients = [str(key) for key in keys]
+        for key in patients:
+            self.refresh_patient(conn, key)
+        return len(patients)
+
+    @staticmethod
+    def install_categories(conn: Connection) -> None:
+        """The category tree of this release, for the SQL that matches grants to resources."""
+        conn.execute(delete(data_category_lineage))
+        conn.execute(
+            insert(data_category_lineage),
+            [{"leaf": leaf, "category": c} for leaf, lineage in LINEAGE.items() for c in lineage],
+        )
+
+    # -- emergencies --------------------------------------------------------------------------
+
+    @staticmethod
+    def declare_emergency(
+        conn: Connection, *, actor_id: str, actor_org: str, patient_key: str, reason: str
+    ) -> Emergency:
+        """Record a break-the-glass for one patient (consent.Emergency checks the reason)."""
+        emergency = Emergency.declare(
+            actor_id=actor_id,
+            actor_org=actor_org,
+            patient=patient_key,
+            reason=reason,
+            at=datetime.now(UTC),
+        )
+        conn.execute(
+            insert(emergencies),
+            {
+                "emergency_id": str(uuid.uuid4()),
+                "actor_id": actor_id,
+                "actor_org": actor_org,
+                "patient_key": patient_key,
+                "reason": emergency.reason,
+                "start_us": to_us(emergency.start, 0),
+                "end_us": to_us(emergency.end, NEVER_US),
+            },
+        )
+        return emergency
+
+    @staticmethod
+    def active_emergency(conn: Connection, actor_id: str, patient_key: str) -> bool:
+        now = time.time_ns() // 1000
+        return (
+            conn.execute(
+                select(emergencies.c.emergency_id).where(
+                    and_(
+                        emergencies.c.actor_id == actor_id,
+                        emergencies.c.patient_key == patient_key,
+                        emergencies.c.start_us <= now,
+                        emergencies.c.end_us > now,
+                    )
+                )
+            ).first()
+            is not None
+        )
+
+
+def _current(conn: Connection, reference: str, owner: str | None = None) -> dict[str, Any] | None:
+    parts = reference.split("/")
+    if len(parts) != 2:
+        return None
+    statement = select(resources.c.content).where(
+        resources.c.res_type == parts[0],
+        resources.c.res_id == parts[1],
+        resources.c.deleted.is_(False),
+    )
+    if owner is not None:
+        statement = statement.where(resources.c.owner_org == owner)
+    content = conn.execute(statement).scalar_one_or_none()
+    return orjson.loads(content) if content else None
+
+
+def _identifier(resource: dict[str, Any], system: str) -> str | None:
+    for identifier in resource.get("identifier") or []:
+        if (
+            isinstance(identifier, dict)
+            and normalized_system(identifier.get("system", "")) == system
+        ):
+            value = identifier.get("value")
+            return value if isinstance(value, str) else None
+    return None

@@ -1,0 +1,1447 @@
+"""Create, read, update, delete, history and search: every path to the resource store.
+
+Routes, the CLI and transaction bundles call this service and nothing below it, so that access
+control, consent and audit can be enforced here once (STYLE.md: one choke point).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from consent import InvalidConsent, InvalidEmergency, NetworkPolicy, leaf_of, parse_consent
+from gateway.audit import codes as audit_codes
+from gateway.audit.chain import CheckpointPolicy
+from gateway.audit.event import Agent, Basis
+from gateway.audit.scope import AuditScope, Decision, Interaction, attach, scope_of
+from gateway.audit.signing import CheckpointSigner
+from gateway.audit.trail import AuditTrail
+from gateway.auth.clients import is_active
+from gateway.auth.people import is_active_user
+from gateway.content import BlobInfo, ContentVault, KeyRing
+from gateway.content.envelope import CHUNK_BYTES
+from gateway.content.vault import MARKER, PreparedBlob, blob_id_of, has_content
+from gateway.context import NETWORK, RequestContext, operator_for
+from gateway.errors import (
+    AuditUnavailable,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    Unprocessable,
+)
+from gateway.exchange.inbox import is_status_change_by_owner
+from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
+from gateway.fhir.clinical_dates import clinical_date_us
+from gateway.fhir.dates import date_range, instant
+from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
+from gateway.fhir.dutch_identifiers import bsn_of, is_valid_bsn, normalized_system
+from gateway.fhir.indexing import IndexRows, index_resource
+from gateway.fhir.search import SearchQuery, parse_search
+from gateway.fhir.search_params import registry
+from gateway.fhir.validation import model_class, validate_resource
+from gateway.policy.basis import BasisFinder
+from gateway.policy.explain import AccessLine, access_overview
+from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformation
+from gateway.settings import Settings
+from gateway.store import repository
+from gateway.store.database import Database
+from gateway.store.repository import StoredVersion
+from gateway.store.search_sql import (
+    ConsentScope,
+    Visibility,
+    count_statement,
+    everything_visible,
+    include_statement,
+    organization_visible,
+    page_statement,
+    revinclude_statement,
+)
+
+T = TypeVar("T")
+STREAM_ABOVE_BYTES = 8 * 1024 * 1024  # larger content is checked, then streamed, never held
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ETAG = re.compile(r'^(?:W/)?"?([0-9]+)"?$')
+_MANDATORY_ELEMENTS = ("resourceType", "id", "meta")
+_SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    """The outcome of one interaction on one resource."""
+
+    status: int
+    res_type: str
+    res_id: str
+    version: int
+    last_updated_us: int
+    content: bytes | None  # what the client sees (document content included)
+    owner_org: str | None = None
+    blobs: tuple[BlobInfo, ...] = ()  # content this write moved into encrypted blobs
+    rid: int | None = None  # the store's row key of the logical resource
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return instant(self.last_updated_us)
+
+    def location(self, base: str) -> str:
+        return f"{base}/{self.res_type}/{self.res_id}/_history/{self.version}"
+
+    @classmethod
+    def of(cls, status: int, stored: StoredVersion, content: bytes | None) -> ResourceResult:
+        return cls(
+            status,
+            stored.res_type,
+            stored.res_id,
+            stored.version,
+            stored.last_updated_us,
+            content,
+            stored.owner_org,
+            rid=stored.rid,
+        )
+
+
+@dataclass(frozen=True)
+class RetrievedContent:
+    """A document's content for ITI-68: whole when small, else described to be streamed."""
+
+    content_type: str
+    info: BlobInfo | None
+    body: bytes | None  # None: stream it with ``ResourceService.stream``
+
+    @property
+    def size(self) -> int:
+        return self.info.size if self.info else len(self.body or b"")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    stored: bytes  # the JSON as stored: document content replaced by blob markers
+    shown: bytes | None  # the JSON the client sent, with meta and id (None: not wanted)
+    index: IndexRows
+    patient_ref: str | None
+    blobs: tuple[BlobInfo, ...]
+    consent: repository.ConsentColumns
+
+
+def parse_etag(value: str) -> int:
+    """The version in an ``If-Match`` header such as ``W/"3"``."""
+    match = _ETAG.match(value.strip())
+    if match is None:
+        raise BadRequest(f"If-Match '{value}' is not a version ETag such as W/\"1\"")
+    return int(match[1])
+
+
+def check_type(res_type: str) -> None:
+    model_class(res_type)  # 404 for unknown types
+
+
+def checked(resource: Any, res_type: str) -> dict[str, Any]:
+    """``resource`` as a valid ``res_type`` (400/404/422 otherwise)."""
+    check_type(res_type)
+    return validate_resource(resource, res_type)
+
+
+def check_id(res_id: str) -> None:
+    """Refuse an id no resource may have (400): for writes."""
+    if not ID_PATTERN.match(res_id):
+        raise BadRequest(f"'{res_id[:80]}' is not a valid FHIR id", code="value")
+
+
+def check_known_id(res_type: str, res_id: str) -> None:
+    """An id no resource can have is simply not found (404): for reads."""
+    if not ID_PATTERN.match(res_id):
+        raise NotFound(f"{res_type}/{res_id[:80]} is not known")
+
+
+class ResourceService:
+    """Every resource interaction, each run in one database transaction."""
+
+    def __init__(self, db: Database, settings: Settings, vault: ContentVault | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.vault = vault or ContentVault(KeyRing.open(settings.resolved_master_key_file()))
+        self.policy = PolicyInformation(NetworkPolicy(settings.consent_policy))
+        self.audit = AuditTrail(
+            db,
+            CheckpointSigner.open(settings.resolved_audit_key_file()),
+            node=settings.node_name,
+            base_url=settings.token_issuer(),
+            policy=CheckpointPolicy(settings.audit_checkpoint_records, settings.audit_checkpoint_s),
+        )
+        self._last_us = 0
+
+    async def start(self) -> None:
+        """Refuse to run with a master key file that cannot open the stored documents, and
+        install this release's data category tree."""
+
+        def work(conn: Connection) -> None:
+            self.vault.check_keys(conn)
+            self.policy.install_categories(conn)
+
+        await self.db.write(work)
+
+    # -- visibility: the hook where isolation and consent decide what an actor may see ----------
+
+    def visibility(self, ctx: RequestContext) -> Visibility:
+        """What the actor may see: its organisation's own data, the network directory, and what
+        was addressed to it (until consent decides more)."""
+        organization = ctx.actor.organization
+        if ctx.actor.is_local and organization is None:  # the operator's console
+            return everything_visible
+        scope = ConsentScope(
+            actor_id=ctx.actor.id,
+            purpose=READ_PURPOSE,
+            now_us=time.time_ns() // 1000,
+            opt_out=self.settings.consent_policy == "opt-out",
+        )
+        return organization_visible(organization, NETWORK, scope)
+
+    def ownership(self, ctx: RequestContext) -> Visibility:
+        """The actor's own resources: what it may change."""
+        organization = ctx.actor.organization
+        if ctx.actor.is_local and organization is None:
+            return everything_visible
+        return lambda alias: alias.c.owner_org == organization
+
+    def _visible(self, conn: Connection, ctx: RequestContext, stored: StoredVersion) -> bool:
+        organization = ctx.actor.organization
+        if (ctx.actor.is_local and organization is None) or stored.owner_org in (
+            organization,
+            NETWORK,
+        ):
+            return True
+        # Shared with it, or opened by consent: the same SQL condition searches use.
+        return organization is not None and repository.passes(
+            conn, stored.rid, self.visibility(ctx)
+        )
+
+    def _version_visible(
+        self, conn: Connection, ctx: RequestContext, stored: StoredVersion
+    ) -> bool:
+        """Like ``_visible``, for one version judged on its own patient, category and date."""
+        organization = ctx.actor.organization
+        if (ctx.actor.is_local and organization is None) or stored.owner_org in (
+            organization,
+            NETWORK,
+        ):
+            return True
+        return organization is not None and repository.version_passes(
+            conn, stored, self.visibility(ctx)
+        )
+
+    def _note_refused(self, conn: Connection, stored: StoredVersion) -> None:
+        """Record the access decision that kept another organisation's resource hidden."""
+        scope = scope_of(conn)
+        if scope is None:
+            return
+        touch = stored.touch("R")
+        basis = BasisFinder(self.policy, scope.agent)(conn, touch)
+        if basis.kind == "unknown":  # not a consent matter: the data was never shared at all
+            basis = Basis(
+                "denied", "not-shared", explanation="another organisation's data, not shared"
+            )
+        scope.decided(
+            Decision(False, basis, stored.patient_key, stored.owner_org, stored.patient_ref)
+        )
+
+    @staticmethod
+    def _owns(ctx: RequestContext, stored: StoredVersion) -> bool:
+        if ctx.actor.is_local and ctx.actor.organization is None:
+            return True
+        return stored.owner_org == ctx.actor.organization
+
+    def shown(self, conn: Connection, status: int, stored: StoredVersion) -> ResourceResult:
+        """The result of a read of ``stored``, its document content revealed."""
+        content = stored.content
+        if stored.sealed and content is not None:
+            content = self.vault.reveal(conn, content)
+        return ResourceResult.of(status, stored, content)
+
+    def _reveal(self, conn: Connection, content: bytes, sealed: bool) -> bytes:
+        return self.vault.reveal(conn, content) if sealed else content
+
+    @staticmethod
+    def _allow(ctx: RequestContext, res_type: str, action: str) -> None:
+        if not ctx.actor.may(res_type, action):
+            verb = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}[action]
+            raise Forbidden(f"The granted scopes do not allow to {verb} {res_type}")
+
+    # -- transactions, each with its audit records ------------------------------------------
+
+    async def in_write(
+        self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
+    ) -> T:
+        """Run ``work`` in a write transaction, as an actor that is still allowed in; its audit
+        records are appended in the same transaction (no record, no change)."""
+        scope = self.audit_scope(ctx, interaction)
+
+        def run(conn: Connection) -> T:
+            attach(conn, scope)
+            try:
+                result = self._guarded(conn, ctx, work)
+                self.audit.append(conn, scope.facts(conn, BasisFinder(self.policy, scope.agent)))
+                return result
+            finally:
+                attach(conn, None)
+
+        async with self.refusals_audited(scope):
+            return await self.db.write(run)
+
+    async def in_read(
+        self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
+    ) -> T:
+        """Run ``work`` in a read transaction, as an actor that is still allowed in; the result
+        is returned only once its audit records are committed."""
+        scope = self.audit_scope(ctx, interaction)
+
+        def run(conn: Connection) -> tuple[T, list[dict[str, Any]]]:
+            attach(conn, scope)
+            try:
+                result = self._guarded(conn, ctx, work)
+                facts = scope.facts(conn, BasisFinder(self.policy, scope.agent))
+                return result, self.audit.rows(facts)
+            finally:
+                attach(conn, None)
+
+        async with self.refusals_audited(scope):
+            result, rows = await self.db.read(run)
+        await self.audit.record_rows(rows)
+        return result
+
+    def audit_scope(self, ctx: RequestContext, interaction: Interaction) -> AuditScope:
+        actor = ctx.actor
+        role = next(iter(sorted(actor.roles)), None) if actor.kind == "user" else None
+        return AuditScope(
+            agent=Agent(
+                kind=actor.kind,
+                id=actor.id,
+                organization=actor.organization,
+                role=role or {"system": "system", "local": "operator"}.get(actor.kind),
+                name=actor.name,
+                address=ctx.client_address,
+            ),
+            request_id=ctx.request_id,
+            interaction=interaction,
+            correlation_id=ctx.correlation_id,
+            purpose=ctx.purpose,
+        )
+
+    @asynccontextmanager
+    async def refusals_audited(self, scope: AuditScope) -> AsyncIterator[None]:
+        """Record a refused or failed call (its writes rolled back) before it is answered."""
+        try:
+            yield
+        except AuditUnavailable:
+            raise
+        except GatewayError as error:
+            outcome = (
+                audit_codes.MINOR_FAILURE if error.status < 500 else audit_codes.SERIOUS_FAILURE
+            )
+            await self._record_refusal(scope, outcome, f"{error.status}: {error.diagnostics}")
+            raise
+        except Exception:
+            await self._record_refusal(scope, audit_codes.SERIOUS_FAILURE, "internal error")
+            raise
+
+    async def _record_refusal(self, scope: AuditScope, outcome: str, description: str) -> None:
+        # The call failed anyway; its own error is what the caller must see.
+        with contextlib.suppress(AuditUnavailable):
+            await self.audit.record(scope.failed(outcome, description))
+
+    async def precheck(
+        self, ctx: RequestContext, interaction: Interaction, check: Callable[[], T]
+    ) -> T:
+        """Run the checks a call makes before its transaction, recording a refusal."""
+        async with self.refusals_audited(self.audit_scope(ctx, interaction)):
+            return check()
+
+    @staticmethod
+    def _guarded(conn: Connection, ctx: RequestContext, work: Callable[[Connection], T]) -> T:
+        # Checked in the request's own transaction: a disabled client is out at once, everywhere.
+        if ctx.actor.kind == "system" and not is_active(conn, ctx.actor.id):
+            raise Unauthorized("The client is disabled", headers={"WWW-Authenticate": "Bearer"})
+        if ctx.actor.kind == "user" and not is_active_user(conn, ctx.actor.id):
+            raise Unauthorized("The account is disabled", headers={"WWW-Authenticate": "Bearer"})
+        return work(conn)
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(
+        self, ctx: RequestContext, res_type: str, resource: Any, *, if_none_exist: str | None = None
+    ) -> ResourceResult:
+        """Create with a server-assigned id (201), or return the conditional match (200)."""
+        interaction = Interaction("create", res_type)
+        await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
+        return await self.in_write(
+            ctx,
+            lambda conn: self.create_in(conn, ctx, res_type, resource, if_none_exist=if_none_exist),
+            interaction,
+        )
+
+    def create_in(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        resource: dict[str, Any],
+        *,
+        if_none_exist: str | None = None,
+        res_id: str | None = None,
+        assigned: bool = False,
+    ) -> ResourceResult:
+        """Create inside the caller's transaction; the resource must already be validated.
+
+        ``res_id`` is the id to give it: the client's (it may collide with a concurrent create),
+        or with ``assigned`` one the server generated (it cannot).
+        """
+        self._allow(ctx, res_type, "c")
+        client_id = res_id is not None and not assigned
+        res_id = res_id or str(uuid.uuid4())
+        if if_none_exist is not None:
+            existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
+            if existing is not None:
+                return self.shown(conn, 200, existing)
+            key = _condition_key(ctx.actor.organization, if_none_exist)
+            while (holder := repository.claim_condition(conn, res_type, key, res_id)) is not None:
+                # Claimed by someone else: use their resource unless it no longer matches.
+                existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
+                if existing is not None:
+                    return self.shown(conn, 200, existing)
+                if repository.move_claim(conn, res_type, key, holder, res_id):
+                    break
+        return self._insert(conn, ctx, res_type, res_id, resource, client_id=client_id)
+
+    def conditional_match(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        condition: str,
+        *,
+        first: bool = False,
+    ) -> StoredVersion | None:
+        """The one resource of the actor's own matching a conditional URL's query; 412 when
+        several match. Shared and directory resources never match: the actor cannot write them.
+        """
+        params = parse_qsl(_condition_query(res_type, condition), keep_blank_values=True)
+        if not params:
+            raise BadRequest("A conditional request needs search parameters", code="value")
+        query = self.parse_query(ctx, res_type, params, strict=True)
+        query.count, query.offset = 2, 0
+        rows = (conn.execute(page_statement(query, self.ownership(ctx)))).all()
+        if len(rows) > 1 and not first:
+            raise PreconditionFailed(
+                f"The condition '{condition}' matches more than one {res_type}", code="duplicate"
+            )
+        if not rows:
+            return None
+        return repository.current(conn, res_type, rows[0].res_id)
+
+    def _insert(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        client_id: bool,
+        presealed: tuple[BlobInfo, ...] = (),
+    ) -> ResourceResult:
+        now = self.now_us()
+        owner = ctx.actor.organization
+        prepared = self._prepare(
+            conn, resource, res_id, 1, now, owner, presealed, shown=_wants_body(ctx)
+        )
+        facts = self._check_rules(conn, ctx, res_type, resource, prepared.consent)
+        try:
+            rid = repository.insert_resource(
+                conn,
+                res_type=res_type,
+                res_id=res_id,
+                content=prepared.stored,
+                last_updated_us=now,
+                owner_org=owner,
+                patient_ref=prepared.patient_ref,
+                index=prepared.index,
+                client_id=client_id,
+                sealed=bool(prepared.blobs),
+                consent=facts,
+            )
+        except repository.DuplicateId:
+            raise Conflict(f"{res_type}/{res_id} was created concurrently; retry") from None
+        self._after_write(conn, res_type, owner, facts.patient_key, None, res_id)
+        return ResourceResult(
+            201, res_type, res_id, 1, now, prepared.shown, owner, prepared.blobs, rid
+        )
+
+    async def create_binary(
+        self, ctx: RequestContext, content_type: str, content: PreparedBlob
+    ) -> ResourceResult:
+        """Create a Binary from raw content already encrypted as it streamed in."""
+        resource = {"resourceType": "Binary", "contentType": content_type}
+
+        def work(conn: Connection) -> ResourceResult:
+            self._allow(ctx, "Binary", "c")
+            info = self.vault.insert(conn, content)
+            resource["data"] = MARKER + info.blob_id
+            result = self._insert(
+                conn, ctx, "Binary", str(uuid.uuid4()), resource, client_id=False, presealed=(info,)
+            )
+            return dataclasses.replace(result, content=None)  # raw content is not echoed
+
+        return await self.in_write(ctx, work, Interaction("create", "Binary"))
+
+    # -- exchange: what was addressed to whom, and document content ---------------------
+
+    @staticmethod
+    def find_own(
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        identifier: dict[str, Any],
+        param: str = "identifier",
+    ) -> StoredVersion | None:
+        """The actor's own oldest resource with this identifier (an indexed look-up)."""
+        system = identifier.get("system")
+        value = identifier.get("value")
+        if not isinstance(value, str):
+            return None
+        found = repository.find_by_token(
+            conn,
+            res_type,
+            param,
+            normalized_system(system) if isinstance(system, str) else None,
+            value,
+            ctx.actor.organization,
+            limit=1,
+        )
+        return found[0] if found else None
+
+    @staticmethod
+    def find_own_patient(conn: Connection, ctx: RequestContext, bsn: str) -> StoredVersion | None:
+        """The actor's own oldest Patient record with this BSN."""
+        return repository.find_patient(conn, bsn, ctx.actor.organization)
+
+    def share(
+        self,
+        conn: Connection,
+        results: list[ResourceResult],
+        organization: str,
+        delivery_id: str | None = None,
+    ) -> None:
+        """Let ``organization`` read these resources (they were addressed to it); with a
+        ``delivery_id`` only once that delivery is admitted (``admit_delivery``)."""
+        rids = [r.rid for r in results if r.rid is not None]
+        repository.share(conn, rids, organization, self.now_us(), delivery_id)
+
+    def cancel_notification(self, conn: Connection, sender: str, task_id: str, reason: str) -> None:
+        """Set a notification Task the sender owns to cancelled, saying why."""
+        ctx = RequestContext(actor=operator_for(sender), base_url="urn:zorgbrug:delivery")
+        stored = repository.lock_current(conn, "Task", task_id)
+        if stored is None or stored.deleted or stored.content is None:
+            return
+        task = orjson.loads(stored.content)
+        task["status"] = "cancelled"
+        task["statusReason"] = {"text": reason[:500]}
+        self.update_in(conn, ctx, "Task", task_id, task)
+
+    def admit_delivery(
+        self, conn: Connection, delivery_id: str, sender: str, recipient: str, task_id: str
+    ) -> str | None:
+        """Re-check a directed referral just before its delivery: None when still permitted
+        (its shares take effect), else why not (the delivery must stop)."""
+        task = repository.current(conn, "Task", task_id)
+        patient_key = repository.patient_key_of(conn, task.rid) if task else None
+        if task is None or task.deleted or patient_key is None:
+            return f"Task/{task_id} or its patient no longer exists"
+        decision = self.policy.decide(
+            conn,
+            actor_org=recipient,
+            actor_id=f"delivery:{delivery_id}",
+            actor_role="system",
+            holder_org=sender,
+            patient_key=patient_key,
+            resource_type="DocumentReference",
+            action="push",
+        )
+        if not decision.permit:
+            return decision.explain()
+        repository.activate_shares(conn, delivery_id)
+        return None
+
+    @staticmethod
+    def attribute_content(
+        conn: Connection, rid: int, patient_key: str | None, data_date_us: int | None
+    ) -> None:
+        """Tell consent whose document content a Binary is (a Binary names no patient)."""
+        repository.set_consent_columns(
+            conn,
+            rid,
+            repository.ConsentColumns(patient_key, leaf_of("Binary"), data_date_us),
+        )
+
+    @staticmethod
+    def is_shared(conn: Connection, rid: int, organization: str) -> bool:
+        return repository.is_shared(conn, rid, organization)
+
+    def blob_of(self, conn: Connection, ctx: RequestContext, binary_id: str) -> BlobInfo | None:
+        """The encrypted content of a Binary the actor may read, described (not decrypted)."""
+        stored = self._readable(conn, ctx, "Binary", binary_id)
+        blob_id = blob_id_of(orjson.loads(stored.content or b"{}").get("data"))
+        return self.vault.describe(conn, blob_id) if blob_id else None
+
+    def deprecate_content(
+        self, conn: Connection, ctx: RequestContext, document: dict[str, Any]
+    ) -> None:
+        """Mark the content of a superseded DocumentReference deprecated (ITI-68: 410)."""
+        for content in document.get("content") or []:
+            url = str((content.get("attachment") or {}).get("url", ""))
+            if url.startswith("Binary/"):
+                try:
+                    info = self.blob_of(conn, ctx, url.removeprefix("Binary/"))
+                except (NotFound, Gone):
+                    continue
+                if info is not None:
+                    self.vault.deprecate(conn, [info.blob_id])
+
+    async def retrieve(self, ctx: RequestContext, binary_id: str) -> RetrievedContent:
+        """ITI-68: a Binary's raw content after every integrity check: 404 unknown, 410 deleted
+        or its document superseded. Small content comes whole; large content is verified
+        here and then streamed with ``stream``."""
+        check_type("Binary")
+
+        def work(conn: Connection) -> RetrievedContent:
+            stored = self._readable(conn, ctx, "Binary", binary_id)
+            resource = orjson.loads(stored.content or b"{}")
+            content_type = str(resource.get("contentType") or "application/octet-stream")
+            blob_id = blob_id_of(resource.get("data"))
+            info = self.vault.describe(conn, blob_id) if blob_id else None
+            if info is None:
+                return RetrievedContent(content_type, None, b"")
+            if info.deprecated:
+                raise Gone(f"Binary/{binary_id} belongs to a superseded (deprecated) document")
+            if info.size <= STREAM_ABOVE_BYTES:
+                return RetrievedContent(content_type, info, self.vault.read(conn, info.blob_id))
+            for _chunk in self.vault.chunks(conn, info.blob_id):
+                pass  # a whole pass checks both hashes before the first byte is sent
+            return RetrievedContent(content_type, info, None)
+
+        return await self.in_read(
+            ctx, work, Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
+        )
+
+    async def stream(self, info: BlobInfo, batch: int = 4) -> AsyncIterator[bytes]:
+        """The verified content of a large blob, a few chunks per database round trip."""
+        total = max(1, -(-info.size // CHUNK_BYTES))
+        for first in range(0, total, batch):
+            pieces = await self.db.read(functools.partial(self._chunks, info, first, batch))
+            for piece in pieces:
+                yield piece
+
+    def _chunks(self, info: BlobInfo, first: int, count: int, conn: Connection) -> list[bytes]:
+        return list(self.vault.chunks(conn, info.blob_id, first=first, count=count))
+
+    # -- consent: emergencies and the DPO's overview ----------------------------------------
+
+    async def declare_emergency(
+        self, ctx: RequestContext, bsn: str, reason: str
+    ) -> tuple[str, str]:
+        """Break the glass: a clinician may see every organisation's data of one patient for
+        a limited time, flagged; returns (start, end) as instants. 403 for anyone else."""
+        interaction = Interaction("emergency", "Patient", details=(("reason", reason[:500]),))
+
+        def check() -> None:
+            if ctx.actor.kind != "user" or "clinician" not in ctx.actor.roles:
+                raise Forbidden("Only a clinician, logged in as a person, can declare an emergency")
+            if not is_valid_bsn(bsn):
+                raise Unprocessable(f"'{bsn[:20]}' is not a valid BSN", code="business-rule")
+
+        await self.precheck(ctx, interaction, check)
+
+        def work(conn: Connection) -> tuple[str, str]:
+            try:
+                emergency = self.policy.declare_emergency(
+                    conn,
+                    actor_id=ctx.actor.id,
+                    actor_org=str(ctx.actor.organization),
+                    patient_key=bsn,
+                    reason=reason,
+                )
+            except InvalidEmergency as error:
+                raise Unprocessable(str(error), code="required") from None
+            scope = scope_of(conn)
+            if scope is not None:
+                scope.named_patient = bsn
+                scope.interaction = dataclasses.replace(
+                    scope.interaction,
+                    details=(*scope.interaction.details, ("until", emergency.end.isoformat())),
+                )
+            return emergency.start.isoformat(), emergency.end.isoformat()
+
+        return await self.in_write(ctx, work, interaction)
+
+    async def access_overview(self, ctx: RequestContext, patient_id: str) -> list[AccessLine]:
+        """For a DPO: which organisations may see which data of this patient, and why."""
+        interaction = Interaction("read", f"Patient/{patient_id[:64]}", query="$access")
+
+        def check() -> None:
+            if not (ctx.actor.is_local or ctx.actor.roles & {"dpo", "admin"}):
+                raise Forbidden("The access overview is for data-protection officers")
+
+        await self.precheck(ctx, interaction, check)
+
+        def work(conn: Connection) -> list[AccessLine]:
+            patient = self._readable(conn, ctx, "Patient", patient_id)
+            bsn = bsn_of(orjson.loads(patient.content or b"{}"))
+            if bsn is None:
+                raise Unprocessable(
+                    "The patient has no BSN; consent and exchange work per BSN",
+                    code="business-rule",
+                )
+            own = None if ctx.actor.is_local else ctx.actor.organization
+            return access_overview(conn, self.policy, bsn, holder=own)
+
+        return await self.in_read(ctx, work, interaction)
+
+    # -- read ------------------------------------------------------------------------------
+
+    async def read(self, ctx: RequestContext, res_type: str, res_id: str) -> ResourceResult:
+        """The current version: 404 unknown, 410 deleted."""
+        interaction = Interaction("read", f"{res_type[:64]}/{res_id[:64]}")
+        await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
+        return await self.in_read(
+            ctx, lambda conn: self.read_in(conn, ctx, res_type, res_id), interaction
+        )
+
+    def read_in(
+        self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str
+    ) -> ResourceResult:
+        return self.shown(conn, 200, self._readable(conn, ctx, res_type, res_id))
+
+    def _readable(
+        self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str
+    ) -> StoredVersion:
+        """The current version the actor may read: 404 unknown or not visible, 410 deleted."""
+        check_known_id(res_type, res_id)
+        self._allow(ctx, res_type, "r")
+        stored = repository.current(conn, res_type, res_id)
+        if stored is None or not self._visible(conn, ctx, stored):
+            if stored is not None:
+                self._note_refused(conn, stored)
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if stored.deleted:
+            raise Gone(
+                f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{stored.version}"'}
+            )
+        _note_seen(conn, stored)
+        return stored
+
+    async def vread(
+        self, ctx: RequestContext, res_type: str, res_id: str, version_id: str
+    ) -> ResourceResult:
+        interaction = Interaction(
+            "vread", f"{res_type[:64]}/{res_id[:64]}/_history/{version_id[:16]}"
+        )
+        await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
+        return await self.in_read(
+            ctx, lambda conn: self.vread_in(conn, ctx, res_type, res_id, version_id), interaction
+        )
+
+    def vread_in(
+        self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str
+    ) -> ResourceResult:
+        check_known_id(res_type, res_id)
+        if not version_id.isdigit():
+            raise NotFound(f"Version '{version_id}' of {res_type}/{res_id} is not known")
+        self._allow(ctx, res_type, "r")
+        stored = repository.version(conn, res_type, res_id, int(version_id))
+        if stored is None or not self._version_visible(conn, ctx, stored):
+            if stored is not None:
+                self._note_refused(conn, stored)
+            raise NotFound(f"Version {version_id} of {res_type}/{res_id} is not known")
+        if stored.deleted:
+            raise Gone(f"Version {version_id} of {res_type}/{res_id} is a deletion")
+        _note_seen(conn, stored)
+        return self.shown(conn, 200, stored)
+
+    # -- update and delete -----------------------------------------------------------------
+
+    async def update(
+        self,
+        ctx: RequestContext,
+        res_type: str,
+        res_id: str,
+        resource: Any,
+        *,
+        if_match: str | None = None,
+    ) -> ResourceResult:
+        """Replace the resource (200), or create it with the client's id (201)."""
+        interaction = Interaction("update", f"{res_type[:64]}/{res_id[:64]}")
+        await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
+        return await self.in_write(
+            ctx,
+            lambda conn: self.update_in(conn, ctx, res_type, res_id, resource, if_match=if_match),
+            interaction,
+        )
+
+    def update_in(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> ResourceResult:
+        check_id(res_id)
+        body_id = resource.get("id")
+        if body_id is None:
+            raise BadRequest("An update must carry the resource id in the body", expression=["id"])
+        if body_id != res_id:
+            raise BadRequest(
+                f"Body id '{body_id}' does not match the URL id '{res_id}'", expression=["id"]
+            )
+        self._allow(ctx, res_type, "u")
+        previous = repository.lock_current(conn, res_type, res_id)
+        if previous is not None and not self._owns(ctx, previous):
+            if not self._visible(conn, ctx, previous):
+                raise Conflict(f"The id {res_type}/{res_id} is not available; choose another")
+            if not self._may_change_shared(ctx, previous, resource):
+                raise Forbidden(
+                    f"{res_type}/{res_id} belongs to another organisation; it cannot be changed"
+                )
+        if if_match is not None:
+            expected = parse_etag(if_match)
+            if previous is None or previous.deleted or previous.version != expected:
+                have = "none" if previous is None else f'W/"{previous.version}"'
+                raise PreconditionFailed(
+                    f'{res_type}/{res_id} is at version {have}, not W/"{expected}"'
+                )
+        if previous is None:
+            return self._insert(conn, ctx, res_type, res_id, resource, client_id=True)
+        now = max(self.now_us(), previous.last_updated_us + 1)
+        owner = previous.owner_org or ctx.actor.organization
+        prepared = self._prepare(
+            conn, resource, res_id, previous.version + 1, now, owner, shown=_wants_body(ctx)
+        )
+        facts = self._check_rules(conn, ctx, res_type, resource, prepared.consent)
+        earlier_key = repository.patient_key_of(conn, previous.rid)
+        version = repository.write_version(
+            conn,
+            previous,
+            content=prepared.stored,
+            last_updated_us=now,
+            method="PUT",
+            owner_org=owner,
+            patient_ref=prepared.patient_ref,
+            index=prepared.index,
+            sealed=bool(prepared.blobs),
+            consent=facts,
+        )
+        self._after_write(conn, res_type, owner, facts.patient_key, earlier_key, res_id)
+        status = 201 if previous.deleted else 200
+        return ResourceResult(
+            status,
+            res_type,
+            res_id,
+            version,
+            now,
+            prepared.shown,
+            owner,
+            prepared.blobs,
+            previous.rid,
+        )
+
+    @staticmethod
+    def _may_change_shared(
+        ctx: RequestContext, previous: StoredVersion, resource: dict[str, Any]
+    ) -> bool:
+        """Another organisation's resource may be changed only in ways it was given to them:
+        the addressee of a notification Task updates its status."""
+        if previous.res_type != "Task" or previous.content is None or previous.deleted:
+            return False
+        return is_status_change_by_owner(
+            orjson.loads(previous.content), resource, ctx.actor.organization
+        )
+
+    async def delete(self, ctx: RequestContext, res_type: str, res_id: str) -> ResourceResult:
+        """Delete (a new, empty version); later reads answer 410."""
+        interaction = Interaction("delete", f"{res_type[:64]}/{res_id[:64]}")
+        await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
+        return await self.in_write(
+            ctx, lambda conn: self.delete_in(conn, ctx, res_type, res_id), interaction
+        )
+
+    async def update_conditional(
+        self, ctx: RequestContext, res_type: str, condition: str, resource: Any
+    ) -> ResourceResult:
+        """Update the one resource matching ``condition``, or create it when none matches."""
+        interaction = Interaction("update", res_type[:64], query=f"PUT {res_type}?{condition}")
+        await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
+
+        def work(conn: Connection) -> ResourceResult:
+            found = self.conditional_match(conn, ctx, res_type, condition)
+            body_id = resource.get("id")
+            if found is None:
+                res_id = body_id or str(uuid.uuid4())
+            elif body_id not in (None, found.res_id):
+                raise BadRequest(
+                    f"Body id '{body_id}' differs from the matched {found.res_id}",
+                    expression=["id"],
+                )
+            else:
+                res_id = found.res_id
+            resource["id"] = res_id
+            return self.update_in(conn, ctx, res_type, res_id, resource)
+
+        return await self.in_write(ctx, work, interaction)
+
+    async def delete_conditional(
+        self, ctx: RequestContext, res_type: str, condition: str
+    ) -> ResourceResult | None:
+        """Delete the one resource matching ``condition``; None when nothing matched."""
+        interaction = Interaction("delete", res_type[:64], query=f"DELETE {res_type}?{condition}")
+        await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
+        return await self.in_write(
+            ctx,
+            lambda conn: self.delete_conditional_in(conn, ctx, res_type, condition),
+            interaction,
+        )
+
+    def delete_conditional_in(
+        self, conn: Connection, ctx: RequestContext, res_type: str, condition: str
+    ) -> ResourceResult | None:
+        found = self.conditional_match(conn, ctx, res_type, condition)
+        if found is None:
+            return None
+        return self.delete_in(conn, ctx, res_type, found.res_id)
+
+    def delete_in(
+        self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str
+    ) -> ResourceResult:
+        check_known_id(res_type, res_id)
+        self._allow(ctx, res_type, "d")
+        previous = repository.lock_current(conn, res_type, res_id)
+        if previous is None or not self._visible(conn, ctx, previous):
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if not self._owns(ctx, previous):
+            raise Forbidden(f"{res_type}/{res_id} belongs to another organisation")
+        if previous.deleted:
+            return ResourceResult.of(204, previous, None)
+        now = max(self.now_us(), previous.last_updated_us + 1)
+        earlier_key = repository.patient_key_of(conn, previous.rid)
+        version = repository.write_version(
+            conn,
+            previous,
+            content=None,
+            last_updated_us=now,
+            method="DELETE",
+            owner_org=previous.owner_org,
+            patient_ref=None,
+            index=None,
+        )
+        self._after_write(conn, res_type, previous.owner_org, None, earlier_key, res_id)
+        return ResourceResult(204, res_type, res_id, version, now, None)
+
+    # -- search ----------------------------------------------------------------------------
+
+    async def search(
+        self, ctx: RequestContext, res_type: str, params: list[tuple[str, str]]
+    ) -> bytes:
+        """A searchset Bundle for the query, paged with links that stay valid under writes."""
+        interaction = search_interaction(res_type, params)
+
+        def parse() -> SearchQuery:
+            check_type(res_type)
+            return self.parse_query(ctx, res_type, params, strict=ctx.strict_handling)
+
+        query = await self.precheck(ctx, interaction, parse)
+        return await self.in_read(ctx, lambda conn: self.search_in(conn, ctx, query), interaction)
+
+    def search_in(self, conn: Connection, ctx: RequestContext, query: SearchQuery) -> bytes:
+        self._allow(ctx, query.resource_type, "s")
+        # Included resources need read permission on every type they may be of.
+        query.includes = [
+            i
+            for i in query.includes
+            if all(
+                ctx.actor.may(t, "r")
+                for t in ([i.target_type] if i.target_type else i.param.targets)
+            )
+        ]
+        query.revincludes = [i for i in query.revincludes if ctx.actor.may(i.source_type, "r")]
+        visible = self.visibility(ctx)
+        base = f"{ctx.base_url}/{query.resource_type}"
+        self._audit_patient_query(conn, ctx, query, visible)
+        if query.summary_count:
+            total = (conn.execute(count_statement(query, visible))).scalar_one()
+            return bundle_bytes(
+                "searchset",
+                [],
+                bundle_id=str(uuid.uuid4()),
+                total=total,
+                links=[("self", page_url(base, query.used))],
+            )
+        if query.snapshot is None:
+            query.snapshot = repository.max_rid(conn)
+        total = (conn.execute(count_statement(query, visible))).scalar_one()
+        rows = (conn.execute(page_statement(query, visible))).all()
+        entries = [
+            BundleEntry(
+                f"{base}/{row.res_id}",
+                self._shape(self._reveal(conn, row.content, row.sealed), query),
+                "match",
+            )
+            for row in rows
+        ]
+        seen: set[tuple[str, str]] = {(query.resource_type, row.res_id) for row in rows}
+        shown = [row.rid for row in rows]
+        if rows:
+            for include in query.includes:
+                statement = include_statement(include, [row.rid for row in rows], visible)
+                entries.extend(self._included(conn, statement, ctx, seen, shown))
+            for include in query.revincludes:
+                statement = revinclude_statement(
+                    include, query.resource_type, [row.res_id for row in rows], visible
+                )
+                entries.extend(self._included(conn, statement, ctx, seen, shown))
+        _note_seen_rows(conn, shown)
+        return bundle_bytes(
+            "searchset",
+            entries,
+            bundle_id=str(uuid.uuid4()),
+            total=total,
+            links=self._links(base, query, total),
+        )
+
+    def _audit_patient_query(
+        self, conn: Connection, ctx: RequestContext, query: SearchQuery, visible: Visibility
+    ) -> None:
+        """A search about one patient: note whom it was about and, for every other
+        organisation holding such data of the patient that the actor may not see, the access
+        decision that kept it out."""
+        scope = scope_of(conn)
+        if scope is None:
+            return
+        bsn = _named_patient(conn, query)
+        scope.named_patient = bsn
+        organization = ctx.actor.organization
+        if bsn is None or organization is None or ctx.actor.is_local:
+            return
+        for stored in repository.others_holding(
+            conn, bsn, query.resource_type, [organization, NETWORK]
+        ):
+            if not repository.passes(conn, stored.rid, visible):
+                self._note_refused(conn, stored)
+
+    def _included(
+        self,
+        conn: Connection,
+        statement: Any,
+        ctx: RequestContext,
+        seen: set[tuple[str, str]],
+        shown: list[int],
+    ) -> list[BundleEntry]:
+        entries = []
+        for row in conn.execute(statement).all():
+            if (row.res_type, row.res_id) in seen:
+                continue
+            seen.add((row.res_type, row.res_id))
+            shown.append(row.rid)
+            content = self._reveal(conn, row.content, row.sealed)
+            entries.append(
+                BundleEntry(f"{ctx.base_url}/{row.res_type}/{row.res_id}", content, "include")
+            )
+        return entries
+
+    @staticmethod
+    def _links(base: str, query: SearchQuery, total: int) -> list[tuple[str, str]]:
+        kept = [(k, v) for k, v in query.used if k != "_count"]
+
+        def at(offset: int) -> str:
+            return page_url(
+                base,
+                [
+                    *kept,
+                    ("_count", str(query.count)),
+                    ("_offset", str(offset)),
+                    ("_snapshot", str(query.snapshot)),
+                ],
+            )
+
+        links = [("self", at(query.offset))]
+        if query.offset > 0:
+            links.append(("previous", at(max(0, query.offset - query.count))))
+        if query.count and query.offset + query.count < total:
+            links.append(("next", at(query.offset + query.count)))
+        return links
+
+    def parse_query(
+        self, ctx: RequestContext, res_type: str, params: list[tuple[str, str]], *, strict: bool
+    ) -> SearchQuery:
+        return parse_search(
+            res_type,
+            params,
+            registry(),
+            default_count=self.settings.default_page_size,
+            max_count=self.settings.max_page_size,
+            strict=strict,
+            own_base=ctx.base_url,
+        )
+
+    @staticmethod
+    def _shape(content: bytes, query: SearchQuery) -> bytes:
+        if not query.elements:
+            return content
+        resource = orjson.loads(content)
+        kept = {
+            k: v for k, v in resource.items() if k in _MANDATORY_ELEMENTS or k in query.elements
+        }
+        meta = dict(kept.get("meta") or {})
+        meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
+        kept["meta"] = meta
+        return orjson.dumps(kept)
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def history(
+        self,
+        ctx: RequestContext,
+        res_type: str | None,
+        res_id: str | None,
+        params: list[tuple[str, str]],
+    ) -> bytes:
+        """A history Bundle, newest first, paged over a fixed snapshot of versions."""
+        level = "instance" if res_id is not None else "type" if res_type is not None else "system"
+        target = "/".join(p[:64] for p in (res_type, res_id) if p) or None
+        interaction = Interaction(f"history-{level}", target, query=urlencode(params)[:2000])
+
+        def check() -> tuple[int, int, int | None, int | None, list[tuple[str, str]]]:
+            if res_type is not None:
+                check_type(res_type)
+            if res_id is not None:
+                check_known_id(res_type or "", res_id)
+            self._allow(ctx, res_type or "*", "r")
+            return self._history_params(ctx, params)
+
+        count, offset, since, snapshot, used = await self.precheck(ctx, interaction, check)
+
+        def work(conn: Connection) -> tuple[list[StoredVersion], int, int]:
+            if res_id is not None:
+                stored = repository.current(conn, res_type or "", res_id)
+                if stored is None or not self._visible(conn, ctx, stored):
+                    if stored is not None:
+                        self._note_refused(conn, stored)
+                    raise NotFound(f"{res_type}/{res_id} is not known")
+            versions, total, pinned = repository.history(
+                conn,
+                res_type=res_type,
+                res_id=res_id,
+                since_us=since,
+                snapshot=snapshot,
+                count=count,
+                offset=offset,
+                visible=self.visibility(ctx),
+            )
+            revealed = [
+                v
+                if not v.sealed or v.content is None
+                else dataclasses.replace(v, content=self.vault.reveal(conn, v.content))
+                for v in versions
+            ]
+            for v in versions:
+                _note_seen(conn, v)
+            return revealed, total, pinned
+
+        versions, total, snapshot = await self.in_read(ctx, work, interaction)
+        base = ctx.base_url + "".join(f"/{p}" for p in (res_type, res_id) if p) + "/_history"
+        entries = [self._history_entry(ctx, v) for v in versions]
+
+        def at(position: int) -> str:
+            return page_url(
+                base,
+                [
+                    *used,
+                    ("_count", str(count)),
+                    ("_offset", str(position)),
+                    ("_snapshot", str(snapshot)),
+                ],
+            )
+
+        links = [("self", at(offset))]
+        if offset > 0:
+            links.append(("previous", at(max(0, offset - count))))
+        if offset + count < total:
+            links.append(("next", at(offset + count)))
+        return bundle_bytes(
+            "history", entries, bundle_id=str(uuid.uuid4()), total=total, links=links
+        )
+
+    def _history_params(
+        self, ctx: RequestContext, params: list[tuple[str, str]]
+    ) -> tuple[int, int, int | None, int | None, list[tuple[str, str]]]:
+        """_count, _offset, _since (as microseconds), _snapshot and the parameters to keep."""
+        count, offset, since, snapshot = self.settings.default_page_size, 0, None, None
+        used: list[tuple[str, str]] = []
+        for name, value in params:
+            if name == "_count":
+                count = min(_non_negative(name, value), self.settings.max_page_size)
+            elif name == "_offset":
+                offset = _non_negative(name, value)
+            elif name == "_snapshot":
+                snapshot = _non_negative(name, value)
+            elif name == "_since":
+                found = date_range(value)
+                if found is None:
+                    raise BadRequest(f"_since '{value}' is not an instant", code="value")
+                since = found[0]
+                used.append((name, value))
+            elif name in ("_format", "_pretty"):
+                continue
+            elif ctx.strict_handling:
+                raise BadRequest(f"History does not support '{name}'", code="not-supported")
+        return count, offset, since, snapshot, used
+
+    @staticmethod
+    def _history_entry(ctx: RequestContext, v: StoredVersion) -> BundleEntry:
+        status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[
+            v.method or "PUT"
+        ]
+        url = v.res_type if v.method == "POST" else f"{v.res_type}/{v.res_id}"
+        return BundleEntry(
+            f"{ctx.base_url}/{v.res_type}/{v.res_id}",
+            None if v.deleted else v.content,
+            request={"method": v.method, "url": url},
+            response={
+                "status": status,
+                "etag": f'W/"{v.version}"',
+                "lastModified": instant(v.last_updated_us),
+            },
+        )
+
+    # -- consent: what each write means for who may see what --------------------------------
+
+    @staticmethod
+    def _patient_key(
+        conn: Connection, resource: dict[str, Any], patient_ref: str | None
+    ) -> str | None:
+        """The BSN of the patient a resource is about (the key consent works on)."""
+        if resource["resourceType"] == "Patient":
+            return bsn_of(resource)
+        if patient_ref is None:
+            return None
+        patient = repository.current(conn, "Patient", patient_ref.removeprefix("Patient/"))
+        if patient is None or patient.deleted or patient.content is None:
+            return None
+        return bsn_of(orjson.loads(patient.content))
+
+    def _check_rules(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        resource: dict[str, Any],
+        consent: repository.ConsentColumns,
+    ) -> repository.ConsentColumns:
+        """Rules a resource must meet beyond FHIR: a Consent must be one this gateway enforces
+        exactly (422 naming the element otherwise, never a rule silently ignored), about a
+        patient in the recording organisation's own records. Returns the consent columns, a
+        Consent keyed by its patient's BSN."""
+        if res_type != "Consent":
+            return consent
+        try:
+            parsed = parse_consent(resource, resolver=OwnResolver(conn, ctx.actor.organization))
+        except InvalidConsent as error:
+            raise Unprocessable(
+                str(error), code="business-rule", expression=[error.element]
+            ) from None
+        if parsed.patient is None:
+            raise Unprocessable(
+                "Consent.patient: the patient has no BSN; consent is recorded per BSN",
+                code="business-rule",
+                expression=["Consent.patient"],
+            )
+        if not ctx.actor.is_local and not repository.has_patient(
+            conn, parsed.patient, ctx.actor.organization
+        ):
+            raise Unprocessable(
+                "Consent.patient: this patient is not in the recording organisation's records",
+                code="business-rule",
+                expression=["Consent.patient"],
+            )
+        return dataclasses.replace(consent, patient_key=parsed.patient)
+
+    def _after_write(
+        self,
+        conn: Connection,
+        res_type: str,
+        owner: str | None,
+        patient_key: str | None,
+        earlier_key: str | None,
+        res_id: str,
+    ) -> None:
+        """Keep patient keys and the consent and agreement rows in step, in the writing
+        transaction."""
+        rekeyed = res_type == "Patient" and patient_key != earlier_key
+        if rekeyed:
+            # Also covers resources written before their Patient in one transaction, and moves
+            # the patient's Consents (and so their consent rows) to the new BSN.
+            repository.rekey_patient(conn, f"Patient/{res_id}", patient_key)
+        # A new Patient has no Consents yet (a Consent needs its patient's BSN first).
+        if res_type == "Consent" or (rekeyed and earlier_key is not None):
+            for key in sorted({k for k in (patient_key, earlier_key) if k}):
+                self.policy.refresh_patient(conn, key)
+        elif owner == NETWORK and res_type == "Contract":
+            self.policy.refresh_agreements(conn)
+        elif owner == NETWORK and res_type == "Organization":
+            self.policy.refresh_everything(conn)  # a new grantee or holder, or new types
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def now_us(self) -> int:
+        # Strictly increasing within the process, so versions written in one transaction order.
+        now = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = now
+        return now
+
+    def _prepare(
+        self,
+        conn: Connection,
+        resource: dict[str, Any],
+        res_id: str,
+        version: int,
+        now: int,
+        owner: str | None,
+        presealed: tuple[BlobInfo, ...] = (),
+        *,
+        shown: bool = True,
+    ) -> _Prepared:
+        """The stored form of a validated resource: meta set, index rows extracted, and
+        document content moved into encrypted blobs. Without ``shown`` (the client asked for
+        no representation) a resource with content gets no client copy: a large document
+        would be held once more for nothing."""
+        resource["id"] = res_id
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(now)
+        resource["meta"] = meta
+        index = index_resource(resource, registry())
+        patient_ref = _patient_of(resource, index)
+        consent = repository.ConsentColumns(
+            patient_key=self._patient_key(conn, resource, patient_ref),
+            data_category=leaf_of(resource["resourceType"], resource),
+            data_date_us=clinical_date_us(resource),
+        )
+        blobs: tuple[BlobInfo, ...] = ()
+        if not has_content(resource):
+            stored = orjson.dumps(resource)
+            return _Prepared(stored, stored, index, patient_ref, blobs, consent)
+        copy = orjson.dumps(resource) if shown else None
+        sealed = self.vault.seal(conn, resource, owner, {b.blob_id for b in presealed})
+        blobs = tuple(info for _element, info in sealed) + presealed
+        return _Prepared(orjson.dumps(resource), copy, index, patient_ref, blobs, consent)
+
+
+def search_interaction(res_type: str, params: list[tuple[str, str]]) -> Interaction:
+    """A search as audited: its query (never its results); a DocumentReference search is ITI-67."""
+    kind = "find-documents" if res_type == "DocumentReference" else "search-type"
+    query = urlencode(params)[:2000]
+    return Interaction(kind, res_type[:64], query=f"GET {res_type[:64]}?{query}")
+
+
+def _named_patient(conn: Connection, query: SearchQuery) -> str | None:
+    """The BSN of the one patient a query is about, when it names one."""
+    for name, value in query.used:
+        base, _, modifier = name.partition(":")
+        if "," in value:
+            continue
+        by_identifier = base in ("patient.identifier", "subject.identifier") or (
+            modifier == "identifier" and base in ("patient", "subject")
+        )
+        if by_identifier or (query.resource_type == "Patient" and name == "identifier"):
+            system, _, code = value.rpartition("|")
+            if code and normalized_system(system) == BSN_SYSTEM:
+                return code
+        reference = None
+        if base in ("patient", "subject") and not modifier:
+            reference = value.rsplit("/", 1)[-1]
+        elif query.resource_type == "Patient" and name == "_id":
+            reference = value
+        if reference:
+            stored = repository.current(conn, "Patient", reference)
+            if stored is not None and stored.patient_key:
+                return stored.patient_key
+    return None
+
+
+def _note_seen_rows(conn: Connection, rids: list[int]) -> None:
+    scope = scope_of(conn)
+    if scope is not None and rids:
+        found = repository.touches(conn, rids)
+        for rid in rids:
+            if rid in found:
+                scope.saw(found[rid])
+
+
+def _note_seen(conn: Connection, stored: StoredVersion) -> None:
+    scope = scope_of(conn)
+    if scope is not None:
+        scope.saw(stored.touch("R"))
+
+
+def _wants_body(ctx: RequestContext) -> bool:
+    return ctx.return_preference != "minimal"
+
+
+def _patient_of(resource: dict[str, Any], index: IndexRows) -> str | None:
+    """The patient whose compartment the resource is in (the store's distribution key)."""
+    if resource["resourceType"] == "Patient":
+        return f"Patient/{resource['id']}"
+    for row in index.reference:
+        if row["param"] in ("patient", "subject") and row["target_type"] == "Patient":
+            return f"Patient/{row['target_id']}"
+    return None
+
+
+def _condition_query(res_type: str, condition: str) -> str:
+    """The query of a condition, given as ``a=b``, ``?a=b`` or ``Type?a=b``."""
+    return condition.removeprefix(f"{res_type}?").lstrip("?")
+
+
+def _condition_key(organization: str | None, condition: str) -> str:
+    # Per organisation: one hospital's conditional create must not find another's resource.
+    params = sorted(parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True))
+    return hashlib.sha256(orjson.dumps([organization, params])).hexdigest()
+
+
+def _non_negative(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'", code="value")
+    return int(value)

@@ -1,0 +1,5 @@
+"""Persistence: SQLAlchemy Core over SQLite or PostgreSQL, schema managed by Alembic."""
+
+from gateway.store.database import Database
+
+__all__ = ["Database"]

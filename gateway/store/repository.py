@@ -1,0 +1,591 @@
+"""Row-level operations on the resource store, inside a transaction the caller owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, null, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from gateway.audit.scope import Touch, note_write
+from gateway.fhir.indexing import IndexRows
+from gateway.store.schema import (
+    INDEX_TABLES,
+    conditional_claims,
+    idx_token,
+    resource_shares,
+    resource_versions,
+    resources,
+)
+
+_ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of a resource as stored; ``content`` is None for a deletion."""
+
+    rid: int
+    res_type: str
+    res_id: str
+    version: int
+    last_updated_us: int
+    deleted: bool
+    content: bytes | None
+    owner_org: str | None = None
+    sealed: bool = False  # content holds markers of encrypted blobs (gateway.content)
+    method: str | None = None
+    # What consent decides on, as of this version (see ConsentColumns).
+    patient_key: str | None = None
+    patient_ref: str | None = None
+    data_category: str | None = None
+    data_date_us: int | None = None
+
+    def touch(self, action: str) -> Touch:
+        """This version as the audit trail notes it."""
+        return Touch(
+            action,
+            f"{self.res_type}/{self.res_id}/_history/{self.version}",
+            self.owner_org,
+            self.patient_key,
+            self.patient_ref,
+            self.data_category,
+            self.data_date_us,
+            self.rid,
+        )
+
+
+_CURRENT = (
+    resources.c.rid,
+    resources.c.res_type,
+    resources.c.res_id,
+    resources.c.version,
+    resources.c.last_updated_us,
+    resources.c.deleted,
+    resources.c.content,
+    resources.c.owner_org,
+    resources.c.sealed,
+    null().label("method"),
+    resources.c.patient_key,
+    resources.c.patient_ref,
+    resources.c.data_category,
+    resources.c.data_date_us,
+)
+
+
+def current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
+    """The current version (possibly a deletion) of a resource, or None if it never existed."""
+    row = (
+        conn.execute(
+            select(*_CURRENT).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+        )
+    ).first()
+    return StoredVersion(*row) if row else None
+
+
+def lock_current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
+    """Like ``current`` but holds a row lock (PostgreSQL) until the transaction ends."""
+    statement = select(*_CURRENT).where(
+        resources.c.res_type == res_type, resources.c.res_id == res_id
+    )
+    if conn.dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    row = (conn.execute(statement)).first()
+    return StoredVersion(*row) if row else None
+
+
+_VERSION = (
+    resource_versions.c.rid,
+    resource_versions.c.res_type,
+    resource_versions.c.res_id,
+    resource_versions.c.version,
+    resource_versions.c.last_updated_us,
+    resource_versions.c.method == "DELETE",
+    resource_versions.c.content,
+    resource_versions.c.owner_org,
+    resource_versions.c.sealed,
+    resource_versions.c.method,
+    resource_versions.c.patient_key,
+    resource_versions.c.patient_ref,
+    resource_versions.c.data_category,
+    resource_versions.c.data_date_us,
+)
+
+
+def version(conn: Connection, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
+    row = (
+        conn.execute(
+            select(*_VERSION).where(
+                resource_versions.c.res_type == res_type,
+                resource_versions.c.res_id == res_id,
+                resource_versions.c.version == version_id,
+            )
+        )
+    ).first()
+    return StoredVersion(*row) if row else None
+
+
+@dataclass(frozen=True)
+class ConsentColumns:
+    """What consent decides on for a stored resource (see gateway.policy)."""
+
+    patient_key: str | None = None  # the patient's BSN
+    data_category: str | None = None  # the leaf data category (consent.leaf_of)
+    data_date_us: int | None = None  # the clinical date
+
+
+NO_CONSENT_COLUMNS = ConsentColumns()
+
+
+class DuplicateId(Exception):
+    """Another transaction created a resource with this type and id first."""
+
+
+def insert_resource(
+    conn: Connection,
+    *,
+    res_type: str,
+    res_id: str,
+    content: bytes,
+    last_updated_us: int,
+    owner_org: str | None,
+    patient_ref: str | None,
+    index: IndexRows,
+    client_id: bool,
+    sealed: bool = False,
+    consent: ConsentColumns = NO_CONSENT_COLUMNS,
+) -> int:
+    """Insert version 1 of a new logical resource; returns its row key.
+
+    Only an id chosen by the client can be inserted by another transaction at the same time;
+    only then does a savepoint turn that race into ``DuplicateId``.
+    """
+    statement = insert(resources).returning(resources.c.rid)
+    values = {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": 1,
+        "last_updated_us": last_updated_us,
+        "deleted": False,
+        "content": content,
+        "owner_org": owner_org,
+        "patient_ref": patient_ref,
+        "sealed": sealed,
+        "patient_key": consent.patient_key,
+        "data_category": consent.data_category,
+        "data_date_us": consent.data_date_us,
+    }
+    if not client_id:
+        rid = (conn.execute(statement, values)).scalar_one()
+    else:
+        try:
+            with conn.begin_nested():
+                rid = (conn.execute(statement, values)).scalar_one()
+        except IntegrityError:
+            raise DuplicateId(f"{res_type}/{res_id}") from None
+    _append_version(
+        conn,
+        rid,
+        res_type,
+        res_id,
+        1,
+        last_updated_us,
+        "POST",
+        content,
+        owner_org,
+        sealed,
+        patient_ref,
+        consent,
+    )
+    _insert_index(conn, rid, index)
+    return int(rid)
+
+
+def write_version(
+    conn: Connection,
+    previous: StoredVersion,
+    *,
+    content: bytes | None,
+    last_updated_us: int,
+    method: str,
+    owner_org: str | None,
+    patient_ref: str | None,
+    index: IndexRows | None,
+    sealed: bool = False,
+    consent: ConsentColumns = NO_CONSENT_COLUMNS,
+) -> int:
+    """Write the next version of an existing logical resource (an update or a deletion)."""
+    new_version = previous.version + 1
+    conn.execute(
+        update(resources)
+        .where(resources.c.rid == previous.rid)
+        .values(
+            version=new_version,
+            last_updated_us=last_updated_us,
+            deleted=content is None,
+            content=content,
+            owner_org=owner_org,
+            patient_ref=patient_ref,
+            sealed=sealed,
+            patient_key=consent.patient_key,
+            data_category=consent.data_category,
+            data_date_us=consent.data_date_us,
+        )
+    )
+    if content is None:  # a deletion is about the patient the resource was about
+        patient_ref = previous.patient_ref
+        consent = ConsentColumns(previous.patient_key, previous.data_category, None)
+    _append_version(
+        conn,
+        previous.rid,
+        previous.res_type,
+        previous.res_id,
+        new_version,
+        last_updated_us,
+        method,
+        content,
+        owner_org,
+        sealed,
+        patient_ref,
+        consent,
+    )
+    for table in INDEX_TABLES.values():
+        conn.execute(delete(table).where(table.c.rid == previous.rid))
+    if index is not None:
+        _insert_index(conn, previous.rid, index)
+    return new_version
+
+
+def _append_version(
+    conn: Connection,
+    rid: int,
+    res_type: str,
+    res_id: str,
+    version_id: int,
+    last_updated_us: int,
+    method: str,
+    content: bytes | None,
+    owner_org: str | None,
+    sealed: bool,
+    patient_ref: str | None,
+    consent: ConsentColumns,
+) -> None:
+    conn.execute(
+        insert(resource_versions),
+        {
+            "rid": rid,
+            "res_type": res_type,
+            "res_id": res_id,
+            "version": version_id,
+            "last_updated_us": last_updated_us,
+            "method": method,
+            "content": content,
+            "owner_org": owner_org,
+            "sealed": sealed,
+            "patient_key": consent.patient_key,
+            "patient_ref": patient_ref,
+            "data_category": consent.data_category,
+            "data_date_us": consent.data_date_us,
+        },
+    )
+    note_write(
+        conn,
+        Touch(
+            _ACTIONS[method],
+            f"{res_type}/{res_id}/_history/{version_id}",
+            owner_org,
+            consent.patient_key,
+            patient_ref,
+            consent.data_category,
+            consent.data_date_us,
+            rid,
+        ),
+    )
+
+
+def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
+    for kind, rows in index.by_kind().items():
+        if rows:
+            conn.execute(insert(INDEX_TABLES[kind]), [row | {"rid": rid} for row in rows])
+
+
+def claim_condition(conn: Connection, res_type: str, key: str, res_id: str) -> str | None:
+    """Claim a conditional-create key for ``res_id``; returns the holder's id if already taken."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(conditional_claims),
+                {"res_type": res_type, "query_key": key, "res_id": res_id},
+            )
+        return None
+    except IntegrityError:
+        holder = (
+            conn.execute(
+                select(conditional_claims.c.res_id).where(
+                    conditional_claims.c.res_type == res_type,
+                    conditional_claims.c.query_key == key,
+                )
+            )
+        ).scalar_one()
+        return str(holder)
+
+
+def move_claim(conn: Connection, res_type: str, key: str, stale_id: str, res_id: str) -> bool:
+    """Hand a claim whose resource no longer matches to a new resource; False if it moved."""
+    result = conn.execute(
+        update(conditional_claims)
+        .where(
+            conditional_claims.c.res_type == res_type,
+            conditional_claims.c.query_key == key,
+            conditional_claims.c.res_id == stale_id,
+        )
+        .values(res_id=res_id)
+    )
+    return bool(result.rowcount)
+
+
+def history(
+    conn: Connection,
+    *,
+    res_type: str | None,
+    res_id: str | None,
+    since_us: int | None,
+    snapshot: int | None,
+    count: int,
+    offset: int,
+    visible: Any = None,
+) -> tuple[list[StoredVersion], int, int]:
+    """Versions newest first, the total, and the snapshot key that keeps pages stable."""
+    v = resource_versions
+    conditions: list[Any] = []
+    if res_type is not None:
+        conditions.append(v.c.res_type == res_type)
+    if res_id is not None:
+        conditions.append(v.c.res_id == res_id)
+    if since_us is not None:
+        conditions.append(v.c.last_updated_us >= since_us)
+    if visible is not None and (extra := visible(v)) is not None:
+        conditions.append(extra)
+    if snapshot is None:
+        snapshot = (conn.execute(select(func.coalesce(func.max(v.c.vpk), 0)))).scalar_one()
+    conditions.append(v.c.vpk <= snapshot)
+    total = (conn.execute(select(func.count()).select_from(v).where(*conditions))).scalar_one()
+    rows = (
+        conn.execute(
+            select(*_VERSION)
+            .where(*conditions)
+            .order_by(v.c.vpk.desc())
+            .limit(count)
+            .offset(offset)
+        )
+    ).all()
+    return [StoredVersion(*row) for row in rows], int(total), int(snapshot)
+
+
+def max_rid(conn: Connection) -> int:
+    return int((conn.execute(select(func.coalesce(func.max(resources.c.rid), 0)))).scalar_one())
+
+
+def share(
+    conn: Connection,
+    rids: list[int],
+    organization: str,
+    now_us: int,
+    delivery_id: str | None = None,
+) -> None:
+    """Let ``organization`` see the resources ``rids`` (with a ``delivery_id``: once that
+    delivery is admitted); those it already had stay as they were."""
+    wanted = sorted(set(rids))
+    if not wanted:
+        return
+    had = set(
+        conn.execute(
+            select(resource_shares.c.rid).where(
+                resource_shares.c.org_ura == organization, resource_shares.c.rid.in_(wanted)
+            )
+        ).scalars()
+    )
+    fresh = [rid for rid in wanted if rid not in had]
+    if fresh:
+        conn.execute(
+            insert(resource_shares),
+            [
+                {
+                    "rid": rid,
+                    "org_ura": organization,
+                    "created_us": now_us,
+                    "active": delivery_id is None,
+                    "delivery_id": delivery_id,
+                }
+                for rid in fresh
+            ],
+        )
+
+
+def activate_shares(conn: Connection, delivery_id: str) -> None:
+    """The shares waiting for ``delivery_id`` take effect."""
+    conn.execute(
+        update(resource_shares)
+        .where(resource_shares.c.delivery_id == delivery_id)
+        .values(active=True)
+    )
+
+
+def is_shared(conn: Connection, rid: int, organization: str) -> bool:
+    return (
+        conn.execute(
+            select(resource_shares.c.rid).where(
+                resource_shares.c.rid == rid, resource_shares.c.org_ura == organization
+            )
+        ).first()
+        is not None
+    )
+
+
+def shared_with(conn: Connection, rid: int) -> list[str]:
+    """The organisations a resource was addressed to."""
+    rows = conn.execute(
+        select(resource_shares.c.org_ura).where(resource_shares.c.rid == rid)
+    ).scalars()
+    return sorted(str(org) for org in rows)
+
+
+def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> None:
+    """Give a stored resource its consent columns (e.g. a Binary, once its document is known)."""
+    conn.execute(
+        update(resources)
+        .where(resources.c.rid == rid)
+        .values(
+            patient_key=consent.patient_key,
+            data_category=consent.data_category,
+            data_date_us=consent.data_date_us,
+        )
+    )
+
+
+def patient_key_of(conn: Connection, rid: int) -> str | None:
+    return conn.execute(
+        select(resources.c.patient_key).where(resources.c.rid == rid)
+    ).scalar_one_or_none()
+
+
+def passes(conn: Connection, rid: int, visible: Any) -> bool:
+    """Whether the resource ``rid`` passes a visibility condition (one indexed lookup)."""
+    condition = visible(resources)
+    statement = select(resources.c.rid).where(resources.c.rid == rid)
+    if condition is not None:
+        statement = statement.where(condition)
+    return conn.execute(statement).first() is not None
+
+
+def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, Touch]:
+    """The current versions of ``rids`` as the audit trail notes them."""
+    if not rids:
+        return {}
+    rows = conn.execute(select(*_CURRENT).where(resources.c.rid.in_(rids)))
+    return {row.rid: StoredVersion(*row).touch(action) for row in rows}
+
+
+def others_holding(
+    conn: Connection, patient_key: str, res_type: str, excluded: list[str], limit: int = 50
+) -> list[StoredVersion]:
+    """One current resource of ``res_type`` about the patient per other organisation holding
+    such data (for the audit of what a patient's search did not show)."""
+    rows = conn.execute(
+        select(*_CURRENT)
+        .where(
+            resources.c.patient_key == patient_key,
+            resources.c.res_type == res_type,
+            resources.c.deleted.is_(False),
+            resources.c.owner_org.not_in(excluded),
+        )
+        .order_by(resources.c.owner_org, resources.c.rid)
+        .limit(limit)
+    )
+    first: dict[str | None, StoredVersion] = {}
+    for row in rows:
+        first.setdefault(row.owner_org, StoredVersion(*row))
+    return list(first.values())
+
+
+def version_passes(conn: Connection, stored: StoredVersion, visible: Any) -> bool:
+    """Whether one version passes a visibility condition, judged on its own columns."""
+    v = resource_versions
+    statement = select(v.c.vpk).where(
+        v.c.res_type == stored.res_type, v.c.res_id == stored.res_id, v.c.version == stored.version
+    )
+    condition = visible(v)
+    if condition is not None:
+        statement = statement.where(condition)
+    return conn.execute(statement).first() is not None
+
+
+def rekey_patient(conn: Connection, patient_ref: str, patient_key: str | None) -> None:
+    """Give every resource about ``patient_ref`` the patient's (new) BSN as patient key."""
+    for table in (resources, resource_versions):  # every version is about the same person
+        conn.execute(
+            update(table)
+            .where(table.c.patient_ref == patient_ref, table.c.res_type != "Patient")
+            .values(patient_key=patient_key)
+        )
+
+
+def has_patient(conn: Connection, patient_key: str, organization: str | None) -> bool:
+    """Whether ``organization`` has a Patient record with this BSN."""
+    return (
+        conn.execute(
+            select(resources.c.rid).where(
+                resources.c.patient_key == patient_key,
+                resources.c.res_type == "Patient",
+                resources.c.owner_org == organization,
+                resources.c.deleted.is_(False),
+            )
+        ).first()
+        is not None
+    )
+
+
+def find_by_token(
+    conn: Connection,
+    res_type: str,
+    param: str,
+    system: str | None,
+    code: str,
+    owner: str | None,
+    limit: int = 2,
+) -> list[StoredVersion]:
+    """Current resources of ``owner`` whose token ``param`` is ``system|code``, oldest first: one
+    indexed lookup, for the gateway's own look-ups (not a client's search)."""
+    statement = (
+        select(*_CURRENT)
+        .join(idx_token, idx_token.c.rid == resources.c.rid)
+        .where(
+            idx_token.c.res_type == res_type,
+            idx_token.c.param == param,
+            idx_token.c.code == code,
+            idx_token.c.system.is_(None) if system is None else idx_token.c.system == system,
+            resources.c.owner_org == owner,
+            resources.c.deleted.is_(False),
+        )
+        .order_by(resources.c.rid)
+        .limit(limit)
+    )
+    return [StoredVersion(*row) for row in conn.execute(statement)]
+
+
+def find_patient(conn: Connection, patient_key: str, owner: str | None) -> StoredVersion | None:
+    """The oldest current Patient of ``owner`` with this BSN."""
+    row = conn.execute(
+        select(*_CURRENT)
+        .where(
+            resources.c.patient_key == patient_key,
+            resources.c.res_type == "Patient",
+            resources.c.owner_org == owner,
+            resources.c.deleted.is_(False),
+        )
+        .order_by(resources.c.rid)
+        .limit(1)
+    ).first()
+    return StoredVersion(*row) if row else None

@@ -1,0 +1,169 @@
+"""Document content at rest: encrypted in every row and file, a wrong master key fails loudly,
+and a key rotation keeps every document readable while the gateway runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from harness import PG_URL, SHARED_DATA
+
+from gateway.exchange.compose import provide_document_bundle
+
+PDF = SHARED_DATA / "c-cda" / "unstructured" / "CDA_with_Embedded_PDF_1" / "C-CDA_R2_UD_sample.pdf"
+
+
+def database_bytes(server) -> bytes:
+    """Everything the store holds, as bytes: the SQLite files, or every row of every table."""
+    if server.backend == "sqlite":
+        data_dir = Path(server.settings.data_dir)
+        files = [str(p) for p in sorted(data_dir.glob("zorgbrug.db*"))]
+        # Read in a child process: closing a descriptor of the database in the server's own
+        # process would drop SQLite's POSIX locks and corrupt the live WAL ("disk I/O error").
+        return subprocess.run(["cat", *files], capture_output=True, check=True).stdout
+    import psycopg
+
+    assert PG_URL
+    url = server.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
+        dump = []
+        for table in tables:
+            for (row,) in conn.execute(f'SELECT t::text FROM "{table}" t').fetchall():
+                dump.append(row)
+    return "\n".join(dump).encode()
+
+
+def push(server, network, content, content_type="text/plain"):
+    bundle = provide_document_bundle(
+        content=content,
+        content_type=content_type,
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+    )
+    with server.client(network.sender) as fhir:
+        response = fhir.post("", json=bundle)
+    assert response.status_code == 200, response.text
+    return response.json()["entry"][2]["response"]["location"].split("/_history")[0]
+
+
+def retrieve(server, hospital, binary, accept="*/*"):
+    with server.client(hospital) as fhir:
+        return fhir.get(f"/{binary}", headers={"Accept": accept})
+
+
+def forms_of(content: bytes, start: int = 0, length: int = 48) -> list[bytes]:
+    """A piece of a document as a store could hold it: plain, hex (PostgreSQL bytea) or inside
+    the base64 of the whole document (FHIR JSON)."""
+    piece = content[start : start + length]
+    encoded = base64.b64encode(content)
+    at = start // 3 * 4
+    return [piece, piece.hex().encode(), encoded[at : at + length]]
+
+
+def test_no_plaintext_of_a_pushed_document_is_in_the_store(server, network):
+    marker = f"ZORGBRUG-PLAINTEXT-MARKER-{uuid.uuid4().hex}"
+    content = f"Ontslagbrief van mevrouw Jansen. {marker} Einde brief.".encode()
+    binary = push(server, network, content)
+    pdf_binary = push(server, network, PDF.read_bytes(), "application/pdf")
+    # A positive control: plain data written through the API is visible to this very check.
+    control = f"CONTROL-{uuid.uuid4().hex}"
+    with server.client(network.sender) as fhir:
+        fhir.post("/Basic", json={"resourceType": "Basic", "code": {"text": control}})
+    stored = database_bytes(server)
+    assert any(f in stored for f in (control.encode(), control.encode().hex().encode())), (
+        "the check cannot see plaintext"
+    )
+    pieces = [(content, content.index(marker.encode()))]
+    pdf = PDF.read_bytes()
+    pieces += [(pdf, offset) for offset in (0, 3000, len(pdf) // 2, len(pdf) - 100)]
+    for document, offset in pieces:
+        for form in forms_of(document, offset, 40):
+            assert form not in stored, f"document content found in the store: {form[:40]!r}"
+    assert retrieve(server, network.recipient, binary).content == content
+    assert retrieve(server, network.recipient, pdf_binary).content == PDF.read_bytes()
+
+
+def _cli(server, *args, env=None):
+    environment = {**os.environ, "ZORGBRUG_DATABASE_URL": server.settings.database_url}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(server.settings.data_dir)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_wrong_or_damaged_master_key_fails_loudly(server, network, tmp_path):
+    push(server, network, b"inhoud")
+    other = tmp_path / "other.key"
+    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(other)})
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "master key file" in run.stderr
+    assert "Traceback" not in run.stderr
+    real = json.loads((Path(server.settings.data_dir) / "master.key").read_text())
+    damaged = tmp_path / "damaged.key"
+    fd = os.open(damaged, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as out:
+        kid = real["current"]
+        json.dump(
+            {"current": kid, "keys": {kid: base64.b64encode(secrets.token_bytes(32)).decode()}}, out
+        )
+    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
+    assert run.returncode == 1 and "is not the key that encrypted" in run.stderr
+    os.chmod(damaged, 0o644)
+    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
+    assert run.returncode == 1 and "chmod 600" in run.stderr
+
+
+def test_the_master_key_file_is_private(server):
+    key_file = Path(server.settings.data_dir) / "master.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_rotation_rewraps_every_data_key_and_keeps_every_document_readable(server, network):
+    contents = [f"document {i} {uuid.uuid4()}".encode() for i in range(3)]
+    binaries = [push(server, network, content) for content in contents]
+    key_file = Path(server.settings.data_dir) / "master.key"
+    before = json.loads(key_file.read_text())["current"]
+    run = _cli(server, "keys", "rotate", "--grace", "0.2")
+    assert run.returncode == 0, run.stderr
+    assert "re-wrapped" in run.stdout
+    after = json.loads(key_file.read_text())
+    assert after["current"] != before and list(after["keys"]) == [after["current"]]
+    # The running gateway never restarted: it reads the re-wrapped keys and writes new ones.
+    for binary, content in zip(binaries, contents, strict=True):
+        assert retrieve(server, network.recipient, binary).content == content
+    fresh = b"na de rotatie"
+    assert retrieve(server, network.recipient, push(server, network, fresh)).content == fresh
+    assert _cli(server, "orgs", "list").returncode == 0  # the key checks agree with the file
+
+
+@pytest.mark.parametrize("size", [9 * 1024 * 1024 + 7])
+def test_large_raw_content_streams_in_and_out_byte_identical(server, network, size):
+    content = secrets.token_bytes(size)
+    with server.client(network.sender) as fhir:
+        created = fhir.post(
+            "/Binary", content=content, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert created.status_code == 201, created.text
+        location = created.headers["Location"].split("/fhir/")[1].split("/_history")[0]
+        back = fhir.get(f"/{location}", headers={"Accept": "application/octet-stream"})
+    assert back.status_code == 200
+    assert back.headers["content-length"] == str(size)
+    assert back.content == content

@@ -1,0 +1,423 @@
+"""ITI-65 push, ITI-67 find and ITI-68 retrieve between hospitals, with the real sample documents
+of shared/data (C-CDA documents, PDFs, the R4 Bundle-xds example), in JSON and in XML."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+
+import pytest
+from harness import FHIR_EXAMPLES, SHARED_DATA
+
+from gateway.exchange import mhd
+from gateway.exchange.compose import provide_document_bundle
+from gateway.fhir.formats import json_to_xml
+
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
+CCDA = SHARED_DATA / "c-cda"
+DOCUMENTS = sorted(
+    [
+        *CCDA.glob("documents/*/*.xml"),
+        *CCDA.glob("documents/*/*/*.xml"),
+        *CCDA.glob("documents/*/*/*.XML"),
+        *CCDA.glob("microsoft-fhir-converter/*.ccda"),
+        *CCDA.glob("unstructured/*/*.xml"),
+        *CCDA.glob("unstructured/*/*.pdf"),
+    ]
+)
+PDF = CCDA / "unstructured" / "CDA_with_Embedded_PDF_1" / "C-CDA_R2_UD_sample.pdf"
+
+
+def post_bundle(fhir, bundle, fmt):
+    if fmt == "json":
+        return fhir.post("", json=bundle)
+    return fhir.post(
+        "",
+        content=json_to_xml(json.dumps(bundle).encode()),
+        headers={"Content-Type": "application/fhir+xml", "Accept": "application/fhir+json"},
+    )
+
+
+def find_by_unique_id(fhir, unique_id):
+    return fhir.get(
+        "/DocumentReference", params={"identifier": f"urn:ietf:rfc:3986|{unique_id}"}
+    ).json()
+
+
+def test_every_sample_document_is_one_of_the_ones_pushed():
+    assert len(DOCUMENTS) == 14, [p.name for p in DOCUMENTS]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def test_sample_document_pushed_is_found_and_retrieved_byte_identical(server, network, path, fmt):
+    content = path.read_bytes()
+    content_type = "application/pdf" if path.suffix == ".pdf" else "application/hl7-v3+xml"
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    bundle = provide_document_bundle(
+        content=content,
+        content_type=content_type,
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        type_code="34133-9",
+        title=path.stem,
+        unique_id=unique_id,
+    )
+    with server.client(network.sender) as fhir:
+        response = post_bundle(fhir, bundle, fmt)
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"][:3] for e in response.json()["entry"]]
+    assert statuses[:3] == ["201", "201", "201"]  # SubmissionSet, DocumentReference, Binary
+    with server.client(network.recipient) as fhir:
+        found = find_by_unique_id(fhir, unique_id)
+        assert found["total"] == 1
+        attachment = found["entry"][0]["resource"]["content"][0]["attachment"]
+        raw = fhir.get(f"/{attachment['url']}", headers={"Accept": content_type})
+        assert raw.status_code == 200
+        assert raw.content == content
+        assert attachment["size"] == len(content)
+    with server.client(network.bystander) as fhir:
+        assert find_by_unique_id(fhir, unique_id)["total"] == 0
+
+
+def test_iti67_finds_by_patient_bsn_status_type_and_post_search(server, network):
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    bundle = provide_document_bundle(
+        content=PDF.read_bytes(),
+        content_type="application/pdf",
+        bsn="999990652",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        type_code="11488-4",
+        title="Consultverslag",
+        unique_id=unique_id,
+    )
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=bundle).status_code == 200
+    query = {
+        "patient.identifier": f"{BSN_SYSTEM}|999990652",
+        "status": "current",
+        "type": "http://loinc.org|11488-4",
+    }
+    with server.client(network.recipient) as fhir:
+        by_get = fhir.get("/DocumentReference", params=query).json()
+        by_post = fhir.post(
+            "/DocumentReference/_search",
+            data=query,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ).json()
+        ids = {e["resource"]["id"] for e in by_get["entry"]}
+        assert len(ids) == 1
+        assert {e["resource"]["id"] for e in by_post["entry"]} == ids
+        # The patient was shared with the recipient along with the documents.
+        patient_ref = by_get["entry"][0]["resource"]["subject"]["reference"]
+        patient = fhir.get(f"/{patient_ref}").json()
+        assert {"system": BSN_SYSTEM, "value": "999990652"} in patient["identifier"]
+        # The SubmissionSet too, naming its source and its recipient.
+        submission = fhir.get(
+            "/List", params={"code": f"{mhd.LIST_TYPES}|submissionset", "patient": patient_ref}
+        ).json()
+        assert submission["total"] >= 1
+
+
+def test_r4_bundle_xds_example_is_accepted_as_a_provide_document_bundle(server, network):
+    xds = json.loads((FHIR_EXAMPLES / "Bundle" / "Bundle-xds.json").read_text())
+    document = next(e for e in xds["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    binary = next(e for e in xds["entry"] if e["resource"]["resourceType"] == "Binary")
+    unique_id = document["resource"]["masterIdentifier"]["value"] + f".{uuid.uuid4().int % 10**9}"
+    document["resource"]["masterIdentifier"]["value"] = unique_id
+    # The example predates MHD: add the SubmissionSet an ITI-65 bundle carries, addressed to the
+    # partner, and the patient's BSN so that the partner can match her.
+    patient = next(e for e in xds["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["resource"]["identifier"].append({"system": BSN_SYSTEM, "value": "999911120"})
+    xds["entry"].insert(
+        0,
+        {
+            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": {
+                "resourceType": "List",
+                "extension": [
+                    {
+                        "url": mhd.SOURCE_ID,
+                        "valueIdentifier": {"value": "urn:oid:1.3.6.1.4.1.21367"},
+                    },
+                    {
+                        "url": mhd.INTENDED_RECIPIENT,
+                        "valueReference": {
+                            "identifier": {"system": URA_SYSTEM, "value": network.recipient.ura}
+                        },
+                    },
+                ],
+                "status": "current",
+                "mode": "working",
+                "code": {"coding": [{"system": mhd.LIST_TYPES, "code": "submissionset"}]},
+                "subject": {"reference": patient["fullUrl"]},
+                "date": "2013-07-01T23:11:33+10:00",
+                "entry": [{"item": {"reference": document["fullUrl"]}}],
+            },
+            "request": {"method": "POST", "url": "List"},
+        },
+    )
+    with server.client(network.sender) as fhir:
+        response = fhir.post("", json=xds)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["entry"]) == len(xds["entry"])
+    with server.client(network.recipient) as fhir:
+        found = find_by_unique_id(fhir, unique_id)
+        assert found["total"] == 1
+        stored = found["entry"][0]["resource"]
+        # Relative references resolved against the entries' fullUrl base.
+        assert stored["subject"]["reference"].startswith("Patient/")
+        assert all(a["reference"].startswith("Practitioner/") for a in stored["author"])
+        author = fhir.get(f"/{stored['author'][0]['reference']}")
+        assert author.status_code == 200  # the author came along and was shared
+        url = stored["content"][0]["attachment"]["url"]
+        raw = fhir.get(f"/{url}", headers={"Accept": "text/plain"})
+        assert raw.content == base64.b64decode(binary["resource"]["data"])
+
+
+def test_a_document_kept_to_oneself_needs_no_recipient_and_no_bsn(server, network):
+    bundle = provide_document_bundle(
+        content=b"Interne notitie",
+        content_type="text/plain",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[],
+    )
+    patient = bundle["entry"][3]["resource"]
+    patient["identifier"] = [{"system": "urn:oid:2.16.840.1.113883.2.4.3.99.1", "value": "P123"}]
+    bundle["entry"][3]["request"].pop("ifNoneExist")
+    with server.client(network.sender) as fhir:
+        response = fhir.post("", json=bundle)
+        assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"][:3] for e in response.json()["entry"]]
+    assert statuses == ["201"] * 4
+
+
+def test_retrieve_answers_404_406_and_410_as_iti68_specifies(server, network):
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    first = provide_document_bundle(
+        content=PDF.read_bytes(),
+        content_type="application/pdf",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        unique_id=unique_id,
+    )
+    with server.client(network.sender) as fhir:
+        created = fhir.post("", json=first).json()
+    document_id = created["entry"][1]["response"]["location"].split("/")[1]
+    binary_id = created["entry"][2]["response"]["location"].split("/")[1]
+    with server.client(network.recipient) as fhir:
+        assert fhir.get(f"/Binary/{uuid.uuid4()}", headers={"Accept": "*/*"}).status_code == 404
+        refused = fhir.get(f"/Binary/{binary_id}", headers={"Accept": "text/plain"})
+        assert refused.status_code == 406
+        assert refused.json()["resourceType"] == "OperationOutcome"
+        assert fhir.get(f"/Binary/{binary_id}", headers={"Accept": "*/*"}).status_code == 200
+        assert (
+            fhir.get(f"/Binary/{binary_id}", headers={"Accept": "application/*"}).status_code == 200
+        )
+    replacement = provide_document_bundle(
+        content=b"%PDF-1.4 corrected letter",
+        content_type="application/pdf",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        replaces=document_id,
+    )
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=replacement).status_code == 200
+        old = fhir.get(f"/DocumentReference/{document_id}").json()
+        assert old["status"] == "superseded"
+    with server.client(network.recipient) as fhir:
+        gone = fhir.get(f"/Binary/{binary_id}", headers={"Accept": "application/pdf"})
+        assert gone.status_code == 410
+        assert "superseded" in gone.json()["issue"][0]["diagnostics"]
+        current = fhir.get(
+            "/DocumentReference",
+            params={
+                "patient.identifier": f"{BSN_SYSTEM}|999911120",
+                "status": "current",
+                "relatesto": f"DocumentReference/{document_id}",
+            },
+        ).json()
+        assert current.get("total") == 1, current
+
+
+def test_mhd_update_document_refs_patch_supersedes_in_the_same_bundle(server, network):
+    with server.client(network.sender) as fhir:
+        first = fhir.post(
+            "",
+            json=provide_document_bundle(
+                content=b"%PDF-1.4 v1",
+                content_type="application/pdf",
+                bsn="999911120",
+                sender=network.sender.ura,
+                recipients=[network.recipient.ura],
+            ),
+        ).json()
+        old_id = first["entry"][1]["response"]["location"].split("/")[1]
+        second = provide_document_bundle(
+            content=b"%PDF-1.4 v2",
+            content_type="application/pdf",
+            bsn="999911120",
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+            replaces=old_id,
+        )
+        second["entry"].append(
+            {
+                "resource": {
+                    "resourceType": "Parameters",
+                    "parameter": [
+                        {
+                            "name": "operation",
+                            "part": [
+                                {"name": "type", "valueCode": "replace"},
+                                {"name": "path", "valueString": "DocumentReference.status"},
+                                {"name": "value", "valueCode": "superseded"},
+                            ],
+                        }
+                    ],
+                },
+                "request": {"method": "PATCH", "url": f"DocumentReference/{old_id}"},
+            }
+        )
+        response = fhir.post("", json=second)
+        assert response.status_code == 200, response.text
+        entries = response.json()["entry"]
+        assert entries[-1]["response"]["location"].startswith(f"DocumentReference/{old_id}/")
+        assert fhir.get(f"/DocumentReference/{old_id}").json()["status"] == "superseded"
+
+
+def test_the_same_document_sent_twice_is_stored_once(server, network):
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    submission = f"urn:uuid:{uuid.uuid4()}"
+
+    def bundle(submission_id=submission):
+        return provide_document_bundle(
+            content=PDF.read_bytes(),
+            content_type="application/pdf",
+            bsn="999911120",
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+            unique_id=unique_id,
+            submission_id=submission_id,
+        )
+
+    with server.client(network.sender) as fhir:
+        first = fhir.post("", json=bundle()).json()
+        again = fhir.post("", json=bundle())  # a retry after a lost answer
+        assert again.status_code == 200
+        entries = again.json()["entry"]
+        assert [e["response"]["status"][:3] for e in entries[:3]] == ["200", "200", "200"]
+        assert all("outcome" in e["response"] for e in entries[:3])
+        assert entries[1]["response"]["location"] == first["entry"][1]["response"]["location"]
+        # Re-sent under a new SubmissionSet id: still no copy, and no second notification.
+        third = fhir.post("", json=bundle(f"urn:uuid:{uuid.uuid4()}")).json()
+        assert third["entry"][1]["response"]["status"].startswith("200")
+        first_set = first["entry"][0]["response"]["location"].split("/_history")[0]
+        assert third["entry"][0]["response"]["location"].startswith(first_set)
+        assert find_by_unique_id(fhir, unique_id)["total"] == 1
+        document = first["entry"][1]["response"]["location"].split("/_history")[0]
+        notifications = fhir.get("/Task", params={"focus": first_set}).json()
+        assert notifications["total"] == 1
+        assert document in json.dumps(notifications["entry"][0]["resource"]["input"])
+    with server.client(network.recipient) as fhir:
+        assert find_by_unique_id(fhir, unique_id)["total"] == 1
+
+
+def test_the_same_unique_id_from_another_hospital_is_another_document(server, network):
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    for sender, recipient in (
+        (network.sender, network.recipient),
+        (network.bystander, network.recipient),
+    ):
+        with server.client(sender) as fhir:
+            response = fhir.post(
+                "",
+                json=provide_document_bundle(
+                    content=f"brief van {sender.ura}".encode(),
+                    content_type="text/plain",
+                    bsn="999911120",
+                    sender=sender.ura,
+                    recipients=[recipient.ura],
+                    unique_id=unique_id,
+                ),
+            )
+            assert response.json()["entry"][1]["response"]["status"].startswith("201")
+    with server.client(network.recipient) as fhir:
+        assert find_by_unique_id(fhir, unique_id)["total"] == 2
+
+
+def test_resending_a_unique_id_with_other_content_is_refused(server, network):
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+
+    def bundle(text):
+        return provide_document_bundle(
+            content=text,
+            content_type="text/plain",
+            bsn="999911120",
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+            unique_id=unique_id,
+        )
+
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=bundle(b"eerste versie")).status_code == 200
+        refused = fhir.post("", json=bundle(b"andere inhoud"))
+    assert refused.status_code == 422
+    issue = refused.json()["issue"][0]
+    assert issue["details"]["coding"][0]["code"] == "XDSNonIdenticalHash"
+
+
+def test_comprehensive_metadata_names_the_missing_element(server, network):
+    bundle = provide_document_bundle(
+        content=b"%PDF-1.4 x",
+        content_type="application/pdf",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        type_code="18842-5",
+    )
+    bundle["meta"]["profile"] = [
+        f"{mhd.MHD}/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"
+    ]
+    with server.client(network.sender) as fhir:
+        refused = fhir.post("", json=bundle)
+    assert refused.status_code == 422
+    assert refused.json()["issue"][0]["expression"] == ["DocumentReference.category"]
+    complete = copy.deepcopy(bundle)
+    document = complete["entry"][1]["resource"]
+    document["category"] = [{"coding": [{"system": "http://loinc.org", "code": "34133-9"}]}]
+    document["securityLabel"] = [
+        {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}
+            ]
+        }
+    ]
+    document["content"][0]["attachment"]["language"] = "nl-NL"
+    document["content"][0]["format"] = {
+        "system": "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode",
+        "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient",
+    }
+    document["contained"] = [
+        {
+            "resourceType": "Patient",
+            "id": "src",
+            "identifier": [{"system": BSN_SYSTEM, "value": "999911120"}],
+        }
+    ]
+    document["context"] = {
+        "facilityType": {"coding": [{"system": "http://snomed.info/sct", "code": "22232009"}]},
+        "practiceSetting": {"coding": [{"system": "http://snomed.info/sct", "code": "394802001"}]},
+        "sourcePatientInfo": {"reference": "#src"},
+    }
+    with server.client(network.sender) as fhir:
+        accepted = fhir.post("", json=complete)
+    assert accepted.status_code == 200, accepted.text

@@ -1,0 +1,206 @@
+"""Bad input always gets an OperationOutcome with a fitting status, never a 500."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from harness import start_server
+
+INJECTIONS = [
+    "' OR 1=1 --",
+    '"; DROP TABLE resources; --',
+    "%",
+    "_",
+    "\\",
+    "a\x00b",
+    "<script>alert(1)</script>",
+    "../../etc/passwd",
+    "🙂" * 50,
+    "x" * 5000,
+    "eq' UNION SELECT content FROM resources --",
+    "|",
+    "||",
+    ":",
+    "$(rm -rf /)",
+]
+
+
+def outcome(response, status):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["diagnostics"]
+    return body
+
+
+def test_unparsable_json(fhir):
+    response = fhir.post(
+        "/Patient",
+        content=b'{"resourceType": "Patient",',
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    outcome(response, 400)
+
+
+def test_unparsable_xml(fhir):
+    response = fhir.post(
+        "/Patient",
+        content=b"<Patient xmlns='http://hl7.org/fhir'><name>",
+        headers={"Content-Type": "application/fhir+xml"},
+    )
+    outcome(response, 400)
+
+
+def test_xml_with_entity_expansion_is_refused(fhir):
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b'<Patient xmlns="http://hl7.org/fhir"><name><family value="&lol2;"/></name></Patient>'
+    )
+    outcome(
+        fhir.post("/Patient", content=bomb, headers={"Content-Type": "application/fhir+xml"}), 400
+    )
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<Patient xmlns="http://hl7.org/fhir"><name><family value="&x;"/></name></Patient>'
+    )
+    outcome(
+        fhir.post("/Patient", content=xxe, headers={"Content-Type": "application/fhir+xml"}), 400
+    )
+
+
+def test_wrong_resource_type_for_the_url(fhir):
+    body = outcome(fhir.post("/Observation", json={"resourceType": "Patient"}), 400)
+    assert body["issue"][0]["expression"] == ["resourceType"]
+
+
+def test_unknown_type(fhir):
+    outcome(fhir.get("/Spaceship"), 404)
+    outcome(fhir.post("/Spaceship", json={"resourceType": "Spaceship"}), 404)
+    outcome(fhir.get("/MedicinalProduct/1"), 404)  # R4-only type without an R4B model
+
+
+def test_invalid_elements_are_named(fhir):
+    body = outcome(fhir.post("/Patient", json={"resourceType": "Patient", "birthDate": "20x"}), 400)
+    assert "Patient.birthDate" in body["issue"][0]["expression"]
+    body = outcome(fhir.post("/Patient", json={"resourceType": "Patient", "colour": "blue"}), 400)
+    assert "Patient.colour" in body["issue"][0]["expression"]
+    body = outcome(
+        fhir.post(
+            "/Observation",
+            json={"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}},
+        ),
+        400,
+    )
+    assert "Observation.status" in body["issue"][0]["expression"]
+    outcome(fhir.post("/Patient", json={"resourceType": "Patient", "active": "true"}), 400)
+    outcome(fhir.post("/Patient", json=[1, 2]), 400)
+    outcome(fhir.post("/Patient", json={"resourceType": "Patient", "gender": "unknownish"}), 400)
+
+
+def test_unsupported_media_types(fhir):
+    outcome(fhir.post("/Patient", content=b"name=x", headers={"Content-Type": "text/plain"}), 415)
+    outcome(fhir.get("/metadata", headers={"Accept": "text/csv"}), 406)
+
+
+def test_oversize_body_is_413(server, tmp_path):
+    assert server.settings.max_body_bytes == 64 * 1024 * 1024  # the default
+    small, database = start_server(server.backend, tmp_path, max_body_bytes=2048)
+    try:
+        with small.client() as client:
+            big = {"resourceType": "Patient", "name": [{"family": "x" * 4096}]}
+            outcome(client.post("/Patient", json=big), 413)
+            chunks = (b"x" * 1024 for _ in range(8))  # no Content-Length: counted while streaming
+            outcome(
+                client.post(
+                    "/Patient", content=chunks, headers={"Content-Type": "application/fhir+json"}
+                ),
+                413,
+            )
+    finally:
+        small.stop()
+        database.drop()
+
+
+def test_unknown_search_parameter_lenient_or_strict(fhir):
+    lenient = fhir.get("/Patient", params={"colour": "blue", "_count": "1"})
+    assert lenient.status_code == 200
+    assert "colour" not in lenient.json()["link"][0]["url"]
+    strict = fhir.get("/Patient", params={"colour": "blue"}, headers={"Prefer": "handling=strict"})
+    outcome(strict, 400)
+
+
+def test_bad_search_values(fhir):
+    outcome(fhir.get("/Patient", params={"birthdate": "yesterday"}), 400)
+    outcome(fhir.get("/Patient", params={"_count": "-1"}), 400)
+    outcome(fhir.get("/Patient", params={"_sort": "colour"}), 400)
+    outcome(fhir.get("/Patient", params={"_include": "Patient:nothing"}), 400)
+    outcome(fhir.get("/Patient", params={"family": ""}), 400)
+
+
+def test_bad_if_match(fhir):
+    created = fhir.post("/Patient", json={"resourceType": "Patient"}).json()
+    outcome(
+        fhir.put(f"/Patient/{created['id']}", json=created, headers={"If-Match": "nonsense"}), 400
+    )
+
+
+def test_methods_and_paths_that_do_not_exist(fhir):
+    outcome(fhir.patch("/Patient/1", json={}), 405)
+    outcome(fhir.get("/Patient/1/2/3/4"), 404)
+
+
+def test_bundle_posted_to_base_must_be_transaction_or_batch(fhir):
+    outcome(fhir.post("", json={"resourceType": "Bundle", "type": "collection"}), 400)
+    outcome(fhir.post("", json={"resourceType": "Patient"}), 400)
+    outcome(
+        fhir.post(
+            "",
+            json={
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"request": {"method": "FLY", "url": "Patient"}}],
+            },
+        ),
+        400,
+    )
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_injection_strings_in_every_kind_of_parameter(fhir, value):
+    for name in (
+        "family",
+        "name:contains",
+        "identifier",
+        "gender:not",
+        "birthdate",
+        "general-practitioner",
+        "organization.name",
+        "_id",
+        "_lastUpdated",
+        "_sort",
+        "_count",
+        "_include",
+        "_elements",
+        "_summary",
+        "family:exact",
+        "colour",
+    ):
+        response = fhir.get("/Patient", params={name: value})
+        assert response.status_code in (200, 400), (name, value, response.text)
+        assert response.headers["Content-Type"].startswith("application/fhir+json")
+        assert response.json()["resourceType"] in ("Bundle", "OperationOutcome")
+    quoted = quote(value, safe="")
+    for path in (f"/Patient/{quoted}", f"/{quoted}", f"/Patient/{quoted}/_history/{quoted}"):
+        response = fhir.get(path)
+        assert response.status_code in (400, 404), (path, response.text)
+    assert fhir.get("/Patient", params={"_count": "1"}).status_code == 200  # the store is intact
+
+
+def test_control_characters_in_resource_strings_never_break_the_store(fhir):
+    response = fhir.post(
+        "/Patient", json={"resourceType": "Patient", "name": [{"family": "a\u0000b"}]}
+    )
+    assert response.status_code in (201, 400), response.text
+    assert fhir.get("/Patient", params={"family": "ab"}).status_code == 200

@@ -1,0 +1,327 @@
+"""Search: parameters by kind, modifiers and prefixes, chains, paging, sort, include, summary."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from harness import unique
+
+BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
+LOINC = "http://loinc.org"
+
+
+def make_patient(fhir, family, *, given="Anna", gender="female", birth="1956-03-14", bsn=None):
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": [given]}],
+        "gender": gender,
+        "birthDate": birth,
+    }
+    if bsn:
+        body["identifier"] = [{"system": BSN, "value": bsn}]
+    response = fhir.post("/Patient", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def make_observation(fhir, patient_id, code, when, status="final"):
+    body = {
+        "resourceType": "Observation",
+        "status": status,
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": when,
+    }
+    response = fhir.post("/Observation", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def ids(bundle):
+    return {e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"}
+
+
+def test_string_search_is_prefix_case_and_accent_insensitive(fhir):
+    tag = unique()
+    p = make_patient(fhir, f"Müller{tag}")
+    assert p["id"] in ids(fhir.get("/Patient", params={"family": f"muller{tag}"[:9]}).json())
+    assert p["id"] in ids(fhir.get("/Patient", params={"name": f"MÜLLER{tag}"}).json())
+    assert p["id"] in ids(fhir.get("/Patient", params={"family:exact": f"Müller{tag}"}).json())
+    assert not ids(fhir.get("/Patient", params={"family:exact": f"müller{tag}"}).json())
+    assert p["id"] in ids(fhir.get("/Patient", params={"family:contains": tag}).json())
+
+
+def test_token_search_with_system_and_not(fhir):
+    bsn = unique()
+    p = make_patient(fhir, "Token", bsn=bsn)
+    assert ids(fhir.get("/Patient", params={"identifier": f"{BSN}|{bsn}"}).json()) == {p["id"]}
+    assert ids(fhir.get("/Patient", params={"identifier": bsn}).json()) == {p["id"]}
+    assert not ids(fhir.get("/Patient", params={"identifier": f"http://other|{bsn}"}).json())
+    assert not ids(fhir.get("/Patient", params={"identifier": f"|{bsn}"}).json())
+    male = make_patient(fhir, f"Not{bsn}", gender="male")
+    female = make_patient(fhir, f"Not{bsn}", gender="female")
+    found = ids(fhir.get("/Patient", params={"family": f"Not{bsn}", "gender:not": "male"}).json())
+    assert found == {female["id"]}
+    assert male["id"] not in found
+
+
+def test_missing_modifier(fhir):
+    tag = unique()
+    with_birth = make_patient(fhir, f"Miss{tag}")
+    body = {"resourceType": "Patient", "name": [{"family": f"Miss{tag}"}]}
+    without = fhir.post("/Patient", json=body).json()
+    found = ids(
+        fhir.get("/Patient", params={"family": f"Miss{tag}", "birthdate:missing": "true"}).json()
+    )
+    assert found == {without["id"]}
+    found = ids(
+        fhir.get("/Patient", params={"family": f"Miss{tag}", "birthdate:missing": "false"}).json()
+    )
+    assert found == {with_birth["id"]}
+
+
+def test_date_prefixes(fhir):
+    tag = unique()
+    old = make_patient(fhir, f"Date{tag}", birth="1940-06-01")
+    mid = make_patient(fhir, f"Date{tag}", birth="1970")
+    new = make_patient(fhir, f"Date{tag}", birth="2001-02-03")
+
+    def search(value):
+        return ids(fhir.get("/Patient", params={"family": f"Date{tag}", "birthdate": value}).json())
+
+    assert search("1970") == {mid["id"]}
+    assert search("eq1970") == {mid["id"]}
+    assert search("1970-05-05") == set()  # the year 1970 is not inside one day
+    assert search("lt1970-01-01") == {old["id"]}
+    assert search("gt1970-12-31") == {new["id"]}
+    assert search("ge1970-01-01") == {mid["id"], new["id"]}
+    assert search("le1970-12-31") == {old["id"], mid["id"]}
+    assert search("ne1970") == {old["id"], new["id"]}
+    assert search("sa1970") == {new["id"]}
+    assert search("eb1970") == {old["id"]}
+
+
+def test_reference_search_by_id_type_id_and_chain(fhir):
+    bsn = unique()
+    p = make_patient(fhir, "Ref", bsn=bsn)
+    obs = make_observation(fhir, p["id"], "718-7", "2026-11-01T10:00:00Z")
+    for params in (
+        {"subject": f"Patient/{p['id']}"},
+        {"patient": p["id"]},
+        {"subject:Patient": p["id"]},
+        {"patient.identifier": f"{BSN}|{bsn}"},
+        {"subject:Patient.identifier": bsn},
+    ):
+        assert ids(fhir.get("/Observation", params=params).json()) == {obs["id"]}, params
+    assert not ids(fhir.get("/Observation", params={"patient.identifier": f"{BSN}|x{bsn}"}).json())
+
+
+def test_observation_code_date_status(fhir):
+    p = make_patient(fhir, "Obs")
+    a = make_observation(fhir, p["id"], "718-7", "2026-11-01T10:00:00+01:00")
+    b = make_observation(fhir, p["id"], "2345-7", "2026-11-05T10:00:00Z", status="preliminary")
+    base = {"patient": p["id"]}
+    assert ids(fhir.get("/Observation", params=base | {"code": f"{LOINC}|718-7"}).json()) == {
+        a["id"]
+    }
+    assert ids(fhir.get("/Observation", params=base | {"code": "718-7,2345-7"}).json()) == {
+        a["id"],
+        b["id"],
+    }
+    assert ids(fhir.get("/Observation", params=base | {"date": "ge2026-11-03"}).json()) == {b["id"]}
+    assert ids(fhir.get("/Observation", params=base | {"status": "final"}).json()) == {a["id"]}
+    # two occurrences of a parameter are ANDed
+    both = [("patient", p["id"]), ("date", "ge2026-11-01"), ("date", "lt2026-11-02")]
+    assert ids(fhir.get("/Observation", params=both).json()) == {a["id"]}
+
+
+def test_id_and_last_updated(fhir):
+    p = make_patient(fhir, "Ids")
+    assert ids(fhir.get("/Patient", params={"_id": p["id"]}).json()) == {p["id"]}
+    stamp = p["meta"]["lastUpdated"]
+    assert p["id"] in ids(
+        fhir.get("/Patient", params={"_id": p["id"], "_lastUpdated": f"ge{stamp[:10]}"}).json()
+    )
+    assert not ids(
+        fhir.get("/Patient", params={"_id": p["id"], "_lastUpdated": "lt2000-01-01"}).json()
+    )
+
+
+def test_paging_links_cover_every_match_once_even_under_writes(server, fhir):
+    tag = unique()
+    expected = {make_patient(fhir, f"Page{tag}", given=str(i))["id"] for i in range(25)}
+
+    def writer(n):
+        with server.client() as client:
+            make_patient(client, f"Page{tag}", given=f"late{n}")
+
+    seen: list[str] = []
+    url, params = "/Patient", {"family": f"Page{tag}", "_count": "7"}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        page_number = 0
+        while url:
+            bundle = fhir.get(url, params=params).json()
+            if page_number == 0:
+                assert bundle["total"] == 25
+                list(pool.map(writer, range(5)))  # new matches arrive while we page
+            seen.extend(e["resource"]["id"] for e in bundle.get("entry", []))
+            nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+            url, params = (nxt[0], None) if nxt else (None, None)
+            page_number += 1
+    assert len(seen) == len(set(seen)) == 25
+    assert set(seen) == expected
+    assert page_number == 4
+
+
+def test_previous_link_returns_the_earlier_page(fhir):
+    tag = unique()
+    for i in range(6):
+        make_patient(fhir, f"Prev{tag}", given=str(i))
+    first = fhir.get("/Patient", params={"family": f"Prev{tag}", "_count": "3"}).json()
+    second = fhir.get(next(lk["url"] for lk in first["link"] if lk["relation"] == "next")).json()
+    back = fhir.get(next(lk["url"] for lk in second["link"] if lk["relation"] == "previous")).json()
+    assert ids(back) == ids(first)
+    assert not ids(back) & ids(second)
+
+
+def test_sort(fhir):
+    tag = unique()
+    for family in ("Cc", "Aa", "Bb"):
+        make_patient(fhir, f"{family}{tag}", given=f"Sort{tag}")
+    asc = fhir.get("/Patient", params={"given": f"Sort{tag}", "_sort": "family"}).json()
+    desc = fhir.get("/Patient", params={"given": f"Sort{tag}", "_sort": "-family"}).json()
+    order = [e["resource"]["name"][0]["family"][:2] for e in asc["entry"]]
+    assert order == ["Aa", "Bb", "Cc"]
+    assert [e["resource"]["name"][0]["family"][:2] for e in desc["entry"]] == ["Cc", "Bb", "Aa"]
+    by_update = fhir.get(
+        "/Patient", params={"given": f"Sort{tag}", "_sort": "-_lastUpdated"}
+    ).json()
+    assert by_update["entry"][0]["resource"]["name"][0]["family"][:2] == "Bb"
+
+
+def test_include_and_revinclude(fhir):
+    p = make_patient(fhir, "Incl")
+    obs = make_observation(fhir, p["id"], "718-7", "2026-11-01")
+    bundle = fhir.get(
+        "/Observation", params={"_id": obs["id"], "_include": "Observation:subject"}
+    ).json()
+    modes = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]}
+    assert modes == {("Observation", "match"), ("Patient", "include")}
+    assert bundle["total"] == 1
+    rev = fhir.get("/Patient", params={"_id": p["id"], "_revinclude": "Observation:subject"}).json()
+    assert {e["resource"]["id"] for e in rev["entry"]} == {p["id"], obs["id"]}
+
+
+def test_summary_count_and_elements(fhir):
+    tag = unique()
+    for _ in range(3):
+        make_patient(fhir, f"Sum{tag}")
+    count = fhir.get("/Patient", params={"family": f"Sum{tag}", "_summary": "count"}).json()
+    assert count["total"] == 3
+    assert "entry" not in count
+    subset = fhir.get("/Patient", params={"family": f"Sum{tag}", "_elements": "gender"}).json()
+    resource = subset["entry"][0]["resource"]
+    assert set(resource) == {"resourceType", "id", "meta", "gender"}
+    assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+
+
+def test_post_search_equals_get_search(fhir):
+    tag = unique()
+    p = make_patient(fhir, f"Post{tag}")
+    response = fhir.post("/Patient/_search", data={"family": f"Post{tag}"})
+    assert response.status_code == 200
+    assert ids(response.json()) == {p["id"]}
+
+
+def test_document_reference_iti67_parameters(fhir):
+    p = make_patient(fhir, "Doc", bsn=unique())
+    doc = {
+        "resourceType": "DocumentReference",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:1.2.3.{unique()}"},
+        "status": "current",
+        "type": {"coding": [{"system": LOINC, "code": "18842-5"}]},
+        "category": [{"coding": [{"system": LOINC, "code": "11488-4"}]}],
+        "subject": {"reference": f"Patient/{p['id']}"},
+        "date": "2026-11-20T12:00:00Z",
+        "securityLabel": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                        "code": "N",
+                    }
+                ]
+            }
+        ],
+        "content": [
+            {
+                "attachment": {"contentType": "application/pdf", "url": "Binary/x"},
+                "format": {
+                    "system": "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode",
+                    "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient",
+                },
+            }
+        ],
+        "context": {
+            "period": {"start": "2026-11-01", "end": "2026-11-10"},
+            "facilityType": {"coding": [{"system": "http://snomed.info/sct", "code": "22232009"}]},
+            "practiceSetting": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "394802001"}]
+            },
+        },
+    }
+    created = fhir.post("/DocumentReference", json=doc).json()
+    base = {"patient": p["id"], "status": "current"}
+    for extra in (
+        {},
+        {"type": "18842-5"},
+        {"category": "11488-4"},
+        {"date": "ge2026-11-20"},
+        {"period": "ge2026-11-05"},
+        {"facility": "22232009"},
+        {"setting": "394802001"},
+        {"security-label": "N"},
+        {"format": "urn:ihe:iti:xds:2017:mimeTypeSufficient"},
+        {"identifier": doc["masterIdentifier"]["value"]},
+        {"contenttype": "application/pdf"},
+    ):
+        assert ids(fhir.get("/DocumentReference", params=base | extra).json()) == {created["id"]}, (
+            extra
+        )
+    assert not ids(fhir.get("/DocumentReference", params=base | {"type": "11111-1"}).json())
+
+
+def test_chain_without_type_modifier_tries_every_target_type_that_knows_the_parameter(fhir):
+    tag = unique()
+    org = fhir.post(
+        "/Organization", json={"resourceType": "Organization", "name": f"Chain{tag} Hospital"}
+    ).json()
+    doc_by_org = fhir.post(
+        "/DocumentReference",
+        json={
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "author": [{"reference": f"Organization/{org['id']}"}],
+            "content": [{"attachment": {"url": "Binary/a"}}],
+        },
+    ).json()
+    person = fhir.post(
+        "/Practitioner", json={"resourceType": "Practitioner", "name": [{"family": f"Chain{tag}"}]}
+    ).json()
+    doc_by_person = fhir.post(
+        "/DocumentReference",
+        json={
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "author": [{"reference": f"Practitioner/{person['id']}"}],
+            "content": [{"attachment": {"url": "Binary/b"}}],
+        },
+    ).json()
+    both = ids(fhir.get("/DocumentReference", params={"author.name": f"Chain{tag}"}).json())
+    assert both == {doc_by_org["id"], doc_by_person["id"]}
+    only_org = fhir.get("/DocumentReference", params={"author:Organization.name": f"Chain{tag}"})
+    assert ids(only_org.json()) == {doc_by_org["id"]}
+    strict = fhir.get(
+        "/Observation", params={"subject.colour": "x"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
