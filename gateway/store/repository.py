@@ -453,15 +453,19 @@ def shared_with(conn: Connection, rid: int) -> list[str]:
 
 
 def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> None:
-    """Give a stored resource its consent columns (e.g. a Binary, once its document is known)."""
+    """Give a stored resource, and its current version, its consent columns (e.g. a Binary,
+    once its document is known); each version is judged by its own columns."""
+    values = {
+        "patient_key": consent.patient_key,
+        "data_category": consent.data_category,
+        "data_date_us": consent.data_date_us,
+    }
+    conn.execute(update(resources).where(resources.c.rid == rid).values(**values))
+    current = select(resources.c.version).where(resources.c.rid == rid).scalar_subquery()
     conn.execute(
-        update(resources)
-        .where(resources.c.rid == rid)
-        .values(
-            patient_key=consent.patient_key,
-            data_category=consent.data_category,
-            data_date_us=consent.data_date_us,
-        )
+        update(resource_versions)
+        .where(resource_versions.c.rid == rid, resource_versions.c.version == current)
+        .values(**values)
     )
 
 
