@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -609,6 +611,133 @@ def cmd_mllp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_ctx() -> Any:
+    from gateway.context import LOCAL_OPERATOR, RequestContext
+
+    return RequestContext(actor=LOCAL_OPERATOR, base_url="urn:zorgbrug:cli")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if args.public_key:
+        verification = _verify_with_public_key(_settings(args), Path(args.public_key))
+    else:
+        verification = asyncio.run(
+            _with_service(_settings(args), lambda s: s.audit_log.verify(_operator_ctx()))
+        )
+    if not verification.intact:
+        print(
+            f"zorgbrug: audit log damaged at record {verification.first_bad}: "
+            f"{verification.problem}",
+            file=sys.stderr,
+        )
+        return 3
+    print(
+        f"audit log intact: records {verification.first_seq}..{verification.last_seq} "
+        f"({verification.checked} checked), {verification.checkpoints} signed checkpoint(s) "
+        "confirmed"
+    )
+    return 0
+
+
+def _verify_with_public_key(settings: Settings, key_file: Path) -> Any:
+    """Verify with the public key alone: reads the log, never writes (so it records nothing)."""
+    from gateway.audit.signing import CheckpointVerifier, SigningKeyError
+    from gateway.audit.verify import verify
+    from gateway.store.database import Database
+
+    try:
+        verifier = CheckpointVerifier.from_pem(key_file.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {key_file}: {exc.strerror}") from None
+    except SigningKeyError as exc:
+        raise ValueError(f"{key_file}: {exc}") from None
+
+    async def run() -> Any:
+        db = Database(settings.resolved_database_url(), threads=1)
+        try:
+            return await db.read(lambda conn: verify(conn, verifier))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_audit_public_key(args: argparse.Namespace) -> int:
+    from gateway.audit.signing import CheckpointSigner
+
+    signer = CheckpointSigner.open(_settings(args).resolved_audit_key_file())
+    sys.stdout.write(signer.public_pem().decode())
+    return 0
+
+
+def cmd_audit_report(args: argparse.Namespace) -> int:
+    from gateway.service.audit_log import audit_query
+
+    params = [
+        (name, value)
+        for name, value in (
+            ("patient", args.patient),
+            ("from", args.since),
+            ("to", args.until),
+            ("org", args.org),
+            ("user", args.user),
+            ("denials", "true" if args.denials else None),
+            ("emergencies", "true" if args.emergencies else None),
+        )
+        if value is not None
+    ]
+    query = audit_query(params)
+    report = asyncio.run(
+        _with_service(
+            _settings(args), lambda s: s.audit_log.report(_operator_ctx(), query, args.format)
+        )
+    )
+    if args.output:
+        Path(args.output).write_bytes(report.body)
+    else:
+        sys.stdout.buffer.write(report.body)
+        if not report.body.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")
+    return 0
+
+
+def cmd_audit_purge(args: argparse.Namespace) -> int:
+    before = _date(args.before, "--before")
+    result = asyncio.run(
+        _with_service(_settings(args), lambda s: s.audit_log.purge(_operator_ctx(), before))
+    )
+    if result.through_seq is None:
+        print(f"no audit records before {before}")
+    else:
+        print(
+            f"purged {result.removed} audit records (through record {result.through_seq}); "
+            "the chain resumes from a signed anchor"
+        )
+    return 0
+
+
+async def _record_admin(settings: Settings, kind: str, argv: Sequence[str] | None) -> None:
+    """The audit record of an administrative change made at the console (after it is made:
+    a failure to record it is reported, and the change stays)."""
+    from gateway.audit.event import Agent, AuditFacts
+    from gateway.context import LOCAL_OPERATOR
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
+    facts = AuditFacts(
+        kind=kind,
+        agent=Agent("local", LOCAL_OPERATOR.id, role="operator", name=operator),
+        request_id=str(uuid.uuid4()),
+        details=(("command", " ".join(words)[:1000]),),
+        recorded_us=time.time_ns() // 1000,
+    )
+
+    async def record(service: Any) -> None:
+        await service.audit.record([facts])
+
+    await _with_service(settings, record)
+
+
 def _describe(settings: Settings) -> str:
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
@@ -665,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     orgs_add.add_argument(
         "--type", help="organisation type code(s), e.g. Z3 (hospital); comma-separated"
     )
-    orgs_add.set_defaults(run=cmd_orgs_add)
+    orgs_add.set_defaults(run=cmd_orgs_add, admin="admin-organization")
     orgs_list = orgs_commands.add_parser("list", parents=[common, as_json], help="list them")
     orgs_list.set_defaults(run=cmd_orgs_list)
 
@@ -688,12 +817,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cert",
         help="PEM client certificate: bind the client to it (it must present it over mutual TLS)",
     )
-    clients_add.set_defaults(run=cmd_clients_add)
+    clients_add.set_defaults(run=cmd_clients_add, admin="admin-account")
     clients_list = clients_commands.add_parser("list", parents=[common, as_json])
     clients_list.set_defaults(run=cmd_clients_list)
     clients_disable = clients_commands.add_parser("disable", parents=[common])
     clients_disable.add_argument("client_id")
-    clients_disable.set_defaults(run=cmd_clients_disable)
+    clients_disable.set_defaults(run=cmd_clients_disable, admin="admin-account")
 
     people = commands.add_parser("users", help="people who log in")
     people_commands = people.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
@@ -706,7 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
     users_add.add_argument(
         "--password-file", help="file holding the password (else one is generated and shown once)"
     )
-    users_add.set_defaults(run=cmd_users_add)
+    users_add.set_defaults(run=cmd_users_add, admin="admin-account")
 
     applications = commands.add_parser("apps", help="SMART apps people log in to")
     apps_commands = applications.add_subparsers(
@@ -722,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="an exact redirect URI (repeat for more)",
     )
-    apps_add.set_defaults(run=cmd_apps_add)
+    apps_add.set_defaults(run=cmd_apps_add, admin="admin-account")
 
     agreements = commands.add_parser(
         "agreements", help="processor and data-sharing agreements between organisations"
@@ -746,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     agreements_add.add_argument("--from", dest="valid_from", help="first day (default today)")
     agreements_add.add_argument("--to", dest="valid_to", help="last day (default open-ended)")
     agreements_add.add_argument("--document", help="the signed agreement (PDF)")
-    agreements_add.set_defaults(run=cmd_agreements_add)
+    agreements_add.set_defaults(run=cmd_agreements_add, admin="admin-organization")
     agreements_list = agreements_commands.add_parser(
         "list", parents=[common, as_json], help="list them; EXPIRING marks the last 60 days"
     )
@@ -754,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     agreements_end = agreements_commands.add_parser("end", parents=[common], help="end one")
     agreements_end.add_argument("agreement_id")
     agreements_end.add_argument("--on", help="its last day (default today)")
-    agreements_end.set_defaults(run=cmd_agreements_end)
+    agreements_end.set_defaults(run=cmd_agreements_end, admin="admin-organization")
 
     intake = commands.add_parser(
         "import", parents=[common], help="convert EHR export files and store them"
@@ -802,7 +931,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", parents=[common], help="queue a failed delivery again"
     )
     deliveries_retry.add_argument("delivery_id")
-    deliveries_retry.set_defaults(run=cmd_deliveries_retry)
+    deliveries_retry.set_defaults(run=cmd_deliveries_retry, admin="admin-organization")
 
     master_keys = commands.add_parser("keys", help="the master key that protects document content")
     keys_commands = master_keys.add_subparsers(
@@ -817,7 +946,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds running gateways get to notice the new key (default 5)",
     )
-    rotate.set_defaults(run=cmd_keys_rotate)
+    rotate.set_defaults(run=cmd_keys_rotate, admin="admin-security")
+
+    audit = commands.add_parser("audit", help="the audit trail (NEN 7513)")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    audit_verify = audit_commands.add_parser(
+        "verify", parents=[common], help="check the hash chain and its signed checkpoints"
+    )
+    audit_verify.add_argument(
+        "--public-key", help="verify with this PEM public key only (see `audit public-key`)"
+    )
+    audit_verify.set_defaults(run=cmd_audit_verify)
+    public_key = audit_commands.add_parser(
+        "public-key", parents=[common], help="print the public key that verifies checkpoints"
+    )
+    public_key.set_defaults(run=cmd_audit_public_key)
+    report = audit_commands.add_parser(
+        "report", parents=[common], help="who saw what, when, on which basis"
+    )
+    report.add_argument("--patient", help="the patient's BSN")
+    report.add_argument("--from", dest="since", help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="until", help="last day (YYYY-MM-DD), inclusive")
+    report.add_argument("--org", help="URA of the organisation whose people or systems acted")
+    report.add_argument("--user", help="a user name or client id")
+    report.add_argument("--denials", action="store_true", help="only refused accesses")
+    report.add_argument("--emergencies", action="store_true", help="only emergency accesses")
+    report.add_argument("--format", choices=("csv", "json", "fhir"), default="csv")
+    report.add_argument("--output", help="write the report to this file")
+    report.set_defaults(run=cmd_audit_report)
+    purge = audit_commands.add_parser(
+        "purge", parents=[common], help="remove records past the retention period"
+    )
+    purge.add_argument("--before", required=True, help="remove records older than this day")
+    purge.set_defaults(run=cmd_audit_purge)
 
     send = commands.add_parser(
         "send", parents=[common, as_json], help="send a document to partner hospitals (ITI-65)"
@@ -843,7 +1004,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        if status == 0 and getattr(args, "admin", None):
+            asyncio.run(_record_admin(_settings(args), args.admin, argv))
+        return status
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the one place where any failure becomes a message, not a trace

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     audit_retention_years: int = Field(
         default=5, description="Audit records younger than this are never purged (NEN 7513)."
     )
+    audit_flag_patients: int = Field(
+        default=20, description="Flag a person who opens this many distinct patients ..."
+    )
+    audit_flag_window_s: int = Field(default=3600, description="... within this many seconds.")
+    audit_flag_denials: int = Field(
+        default=3, description="Flag an agent refused access this many times."
+    )
 
     @model_validator(mode="after")
     def _lease_outlasts_timeout(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from html import escape
 from urllib.parse import parse_qsl
@@ -10,8 +11,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from gateway.api.tls import client_certificate
-from gateway.auth.app_launch import AUTHORIZE_FIELDS, AuthorizeError, AuthorizeRequest
-from gateway.auth.backend_services import ALGORITHMS, OAuthError
+from gateway.audit import codes as audit_codes
+from gateway.audit.event import Agent, AuditFacts
+from gateway.auth.app_launch import (
+    AUTHORIZE_FIELDS,
+    AuthorizeError,
+    AuthorizeRequest,
+    user_actor,
+)
+from gateway.auth.backend_services import ALGORITHMS, OAuthError, claimed_client
 from gateway.auth.certificates import thumbprint
 from gateway.auth.scopes import parse_scopes
 from gateway.context import Actor
@@ -116,9 +124,20 @@ async def authorize_login(request: Request) -> HTMLResponse | RedirectResponse:
         checked = await launch.check({k: form.get(k, "") for k in AUTHORIZE_FIELDS})
     except AuthorizeError as error:
         return _error_page(str(error))
-    outcome = await launch.login(checked, form.get("username", ""), form.get("password", ""))
-    if isinstance(outcome, str):
-        return RedirectResponse(outcome, status_code=303, headers={"Cache-Control": "no-store"})
+    username = form.get("username", "")
+    outcome = await launch.login(checked, username, form.get("password", ""))
+    if isinstance(outcome, tuple):
+        url, user = outcome
+        await _audit(request, "login", user_actor(user), details=(("app", checked.client_id),))
+        return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+    await _audit(
+        request,
+        "login",
+        Actor("user", username[:200] or "(none)", name=username[:200] or None),
+        outcome=audit_codes.MINOR_FAILURE,
+        description="account locked after repeated failures" if outcome.locked else "failed",
+        details=(("app", checked.client_id),),
+    )
     message = (
         "Te veel mislukte pogingen; probeer het later opnieuw. / Too many failed attempts; "
         "try again later."
@@ -141,16 +160,69 @@ async def token(request: Request) -> JSONResponse:
     if len(body) > _MAX_FORM_BYTES:
         return _oauth_error(OAuthError("invalid_request", "the token request is too large"))
     form = dict(parse_qsl(body.decode("utf-8", "replace")))
+    grant = form.get("grant_type", "")
     try:
-        if form.get("grant_type") == "authorization_code":
-            answer = await request.app.state.app_launch.exchange(form)
+        if grant == "authorization_code":
+            answer, actor = await request.app.state.app_launch.exchange(form)
         else:
-            answer = await request.app.state.backend_services.token(
+            answer, actor = await request.app.state.backend_services.token(
                 form, f"{public_base(request)}/oauth/token", presented_thumbprint(request)
             )
     except OAuthError as error:
+        claimed = (
+            Actor("user", f"app:{form.get('client_id', '')[:120]}")
+            if grant == "authorization_code"
+            else Actor("system", claimed_client(form.get("client_assertion", "")) or "(none)")
+        )
+        await _audit(
+            request,
+            "token",
+            claimed,
+            outcome=audit_codes.MINOR_FAILURE,
+            description=f"{error.error}: {error.description}",
+            details=(("grant_type", grant[:64]),),
+        )
         return _oauth_error(error)
+    # No record, no token: a failure to audit answers 500 and the token is never sent.
+    await _audit(
+        request,
+        "token",
+        actor,
+        details=(("grant_type", grant[:64]), ("scope", str(answer.get("scope", ""))[:500])),
+    )
     return JSONResponse(answer, headers=_NO_STORE)
+
+
+async def _audit(
+    request: Request,
+    kind: str,
+    actor: Actor,
+    *,
+    outcome: str = audit_codes.SUCCESS,
+    description: str | None = None,
+    details: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Record a login or token event before the answer leaves (never a password or token)."""
+    role = next(iter(sorted(actor.roles)), None) or ("system" if actor.kind == "system" else None)
+    agent = Agent(
+        kind=actor.kind,
+        id=actor.id,
+        organization=actor.organization,
+        role=role,
+        name=actor.name,
+        address=request.client.host if request.client else None,
+    )
+    facts = AuditFacts(
+        kind=kind,
+        agent=agent,
+        request_id=request.state.request_id,
+        correlation_id=getattr(request.state, "correlation_id", None),
+        outcome=outcome,
+        outcome_desc=description,
+        details=details,
+        recorded_us=time.time_ns() // 1000,
+    )
+    await request.app.state.service.audit.record([facts])
 
 
 def presented_thumbprint(request: Request) -> str | None:

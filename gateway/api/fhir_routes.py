@@ -15,8 +15,10 @@ from gateway.content import PreparedBlob
 from gateway.context import RequestContext
 from gateway.errors import BadRequest, NotAcceptable, PayloadTooLarge
 from gateway.exchange.mhd import is_provide_bundle
+from gateway.fhir.dates import instant
 from gateway.fhir.dutch_identifiers import BSN, normalized_system
 from gateway.fhir.formats import is_fhir_media_type, parse_body, request_format
+from gateway.service.audit_log import audit_query
 
 router = APIRouter(prefix="/fhir")
 
@@ -78,6 +80,82 @@ def _params(request: Request) -> list[tuple[str, str]]:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     return fhir_response(request, request.app.state.capability(fhir_base(request)))
+
+
+# -- the audit log (before /{res_type}/{res_id}, which would take "$report" for an id) --------
+
+_REPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+async def _audit_params(request: Request) -> list[tuple[str, str]]:
+    """Query parameters, plus a form body on POST (so that a BSN need not be in the URL)."""
+    params = _params(request)
+    if request.method == "POST":
+        body = (await read_body(request)).decode("utf-8", "replace")
+        params += parse_qsl(body, keep_blank_values=True)
+    return params
+
+
+@router.api_route("/AuditEvent/$report", methods=["GET", "POST"])
+async def audit_report(request: Request) -> Response:
+    """The NEN 7513 access report: ``patient``, ``from``, ``to``, ``org``, ``user``,
+    ``denials``, ``emergencies``, ``type``; ``format`` csv, json or fhir (default json)."""
+    ctx = await context(request)
+    params = await _audit_params(request)
+    fmt = next((v for k, v in params if k == "format"), "json")
+    query = audit_query([(k, v) for k, v in params if k not in ("format", "_format")])
+    report = await request.app.state.service.audit_log.report(ctx, query, fmt)
+    if fmt == "fhir":
+        return fhir_response(request, report.body)
+    headers = {"Content-Disposition": f'attachment; filename="audit-report.{fmt}"'}
+    return Response(report.body, media_type=_REPORT_MEDIA[fmt], headers=headers)
+
+
+@router.get("/AuditEvent/$anomalies")
+async def audit_anomalies(request: Request) -> Response:
+    """Anomaly flags over the events the parameters select (as for ``$report``)."""
+    ctx = await context(request)
+    query = audit_query([(k, v) for k, v in _params(request) if k != "_format"])
+    flags = await request.app.state.service.audit_log.anomalies(ctx, query)
+    answer = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "flag",
+                "part": [
+                    {"name": "kind", "valueCode": flag.kind},
+                    {"name": "agent", "valueString": flag.agent},
+                    *(
+                        [{"name": "organization", "valueString": flag.organization}]
+                        if flag.organization
+                        else []
+                    ),
+                    {"name": "count", "valueInteger": flag.count},
+                    {"name": "first", "valueInstant": instant(flag.first_us)},
+                    {"name": "last", "valueInstant": instant(flag.last_us)},
+                ],
+            }
+            for flag in flags
+        ],
+    }
+    return fhir_response(request, orjson.dumps(answer))
+
+
+@router.get("/AuditEvent/$verify")
+async def audit_verify(request: Request) -> Response:
+    """Whether the hash chain and its signed checkpoints are intact."""
+    result = await request.app.state.service.audit_log.verify(await context(request))
+    parameters: list[dict[str, Any]] = [
+        {"name": "intact", "valueBoolean": result.intact},
+        {"name": "checked", "valueInteger": result.checked},
+        {"name": "checkpoints", "valueInteger": result.checkpoints},
+    ]
+    if result.first_bad is not None:
+        parameters.append({"name": "firstBad", "valueInteger": result.first_bad})
+    if result.problem:
+        parameters.append({"name": "problem", "valueString": result.problem})
+    answer = {"resourceType": "Parameters", "parameter": parameters}
+    return fhir_response(request, orjson.dumps(answer))
 
 
 @router.post("")

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from gateway.audit.event import AuditFacts
 from gateway.audit.signing import CheckpointSigner, checkpoint_message
@@ -43,7 +43,7 @@ CHAINED = (
 )
 
 
-def link(previous: bytes, row: Mapping[str, Any]) -> bytes:
+def link(previous: bytes, row: Mapping[str, Any] | RowMapping) -> bytes:
     """The hash of ``row`` chained to ``previous``."""
     values = [row[name] for name in CHAINED]
     values[12] = bool(values[12])  # SQLite hands booleans back as 0 or 1

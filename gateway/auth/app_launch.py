@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from gateway.auth.backend_services import OAuthError
 from gateway.auth.people import (
     LoginResult,
+    User,
     app_redirects,
     authenticate,
     issue_code,
@@ -21,6 +22,7 @@ from gateway.auth.people import (
 )
 from gateway.auth.scopes import ScopeError, parse_scopes
 from gateway.auth.tokens import LIFETIME_S, AccessTokens
+from gateway.context import Actor
 from gateway.store.database import Database
 
 AUTHORIZE_FIELDS = (
@@ -96,8 +98,9 @@ class AppLaunch:
 
     async def login(
         self, request: AuthorizeRequest, username: str, password: str
-    ) -> str | LoginResult:
-        """The redirect URL carrying a code, or the failed result (after a growing delay)."""
+    ) -> tuple[str, User] | LoginResult:
+        """The redirect URL carrying a code and the person who logged in, or the failed
+        result (after a growing delay)."""
         result = await self.db.write(lambda conn: authenticate(conn, username, password))
         if result.user is None:
             await asyncio.sleep(min(0.25 * 2 ** max(result.failures - 1, 0), 4.0))
@@ -115,10 +118,10 @@ class AppLaunch:
         )
         query = urlencode({"code": code, "state": request.state})
         separator = "&" if "?" in request.redirect_uri else "?"
-        return f"{request.redirect_uri}{separator}{query}"
+        return f"{request.redirect_uri}{separator}{query}", user
 
-    async def exchange(self, form: dict[str, str]) -> dict[str, Any]:
-        """The token response for ``grant_type=authorization_code``."""
+    async def exchange(self, form: dict[str, str]) -> tuple[dict[str, Any], Actor]:
+        """The token response for ``grant_type=authorization_code`` and whom it was issued to."""
         for field in ("code", "client_id", "redirect_uri", "code_verifier"):
             if not form.get(field):
                 raise OAuthError("invalid_request", f"{field} is required")
@@ -145,7 +148,7 @@ class AppLaunch:
                 "scope": scope,
             }
         )
-        return {
+        answer = {
             "access_token": access_token,
             "token_type": "bearer",
             "expires_in": LIFETIME_S,
@@ -153,3 +156,8 @@ class AppLaunch:
             "fhirUser": user.fhir_user,
             "organization": user.org_ura,
         }
+        return answer, user_actor(user)
+
+
+def user_actor(user: User) -> Actor:
+    return Actor("user", user.user_id, user.org_ura, frozenset({user.role}), name=user.username)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.auth.clients import SystemClient, find_client, is_active
 from gateway.auth.scopes import ScopeError, covered, parse_scopes
 from gateway.auth.tokens import LIFETIME_S, AccessTokens
+from gateway.context import Actor
 from gateway.store.database import Database
 from gateway.store.schema import used_assertions
 
@@ -55,8 +56,9 @@ class BackendServices:
 
     async def token(
         self, form: dict[str, str], token_url: str, certificate: str | None = None
-    ) -> dict[str, Any]:
-        """Answer a token request: the access token response, or raise ``OAuthError``.
+    ) -> tuple[dict[str, Any], Actor]:
+        """Answer a token request: the access token response and whom it was issued to, or
+        raise ``OAuthError``.
 
         ``certificate`` is the thumbprint of the TLS client certificate the request came with.
         """
@@ -103,12 +105,13 @@ class BackendServices:
             }
             | bound
         )
-        return {
+        answer = {
             "access_token": access_token,
             "token_type": "bearer",
             "expires_in": LIFETIME_S,
             "scope": granted,
         }
+        return answer, Actor("system", client_id, client.org_ura, name=client.name)
 
     def _verified_claims(
         self, assertion: str, keys: dict[str, Any], client_id: str, token_url: str
@@ -157,6 +160,14 @@ class BackendServices:
             ) from None
         self._jwks_cache[client.jwks_url] = (time.monotonic() + 300, keys)
         return dict(keys)
+
+
+def claimed_client(assertion: str) -> str | None:
+    """Who an assertion claims to be, for the audit record of a refused request."""
+    try:
+        return _claimed_client(assertion)[:200]
+    except OAuthError:
+        return None
 
 
 def _claimed_client(assertion: str) -> str:

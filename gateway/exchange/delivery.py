@@ -22,6 +22,8 @@ import httpx
 import orjson
 from sqlalchemy.engine import Connection
 
+from gateway.audit import codes
+from gateway.audit.event import Agent, AuditFacts
 from gateway.context import LOCAL_OPERATOR, RequestContext
 from gateway.errors import GatewayError
 from gateway.exchange import outbox
@@ -91,9 +93,12 @@ class DeliveryWorker:
         except (httpx.HTTPError, GatewayError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         if error is None:
-            await self.service.db.write(
-                lambda conn: outbox.delivered(conn, delivery.delivery_id, self.name, _now_us())
-            )
+
+            def done(conn: Connection) -> None:
+                outbox.delivered(conn, delivery.delivery_id, self.name, _now_us())
+                self._audit(conn, delivery, codes.SUCCESS, None)
+
+            await self.service.db.write(done)
             return
         attempts = delivery.attempts + 1
         retry_at = self._next_attempt(attempts)
@@ -105,9 +110,12 @@ class DeliveryWorker:
             delivery.recipient_org,
             error,
         )
-        await self.service.db.write(
-            lambda conn: outbox.failed(conn, delivery.delivery_id, self.name, error, retry_at)
-        )
+
+        def failed(conn: Connection) -> None:
+            outbox.failed(conn, delivery.delivery_id, self.name, error, retry_at)
+            self._audit(conn, delivery, codes.MINOR_FAILURE, error)
+
+        await self.service.db.write(failed)
 
     def _admit(self, conn: Connection, delivery: outbox.Delivery) -> str | None:
         """None when the delivery may go ahead (its shares take effect); else it is cancelled,
@@ -122,7 +130,30 @@ class DeliveryWorker:
         if refusal is not None:
             outbox.cancelled(conn, delivery.delivery_id, self.name, refusal)
             self.service.cancel_notification(conn, delivery.sender_org, delivery.task_id, refusal)
+            self._audit(conn, delivery, codes.SERIOUS_FAILURE, f"cancelled: {refusal}")
         return refusal
+
+    def _audit(
+        self, conn: Connection, delivery: outbox.Delivery, outcome: str, problem: str | None
+    ) -> None:
+        """The record of one delivery attempt, in the transaction that notes its outcome."""
+        facts = AuditFacts(
+            kind="delivery",
+            agent=Agent("system", "zorgbrug-delivery", delivery.sender_org, "system", self.name),
+            request_id=delivery.delivery_id,
+            outcome=outcome,
+            outcome_desc=problem,
+            patient_key=self.service.patient_of(conn, "Task", delivery.task_id),
+            custodian=delivery.sender_org,
+            data=(f"Task/{delivery.task_id}",),
+            details=(
+                ("recipient", delivery.recipient_org),
+                ("endpoint", delivery.endpoint),
+                ("attempt", str(delivery.attempts + 1)),
+            ),
+            recorded_us=_now_us(),
+        )
+        self.service.audit.append(conn, [facts])
 
     def _next_attempt(self, attempts: int) -> int | None:
         """When to try again after ``attempts`` failures, or None when the budget is spent."""

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -42,6 +42,7 @@ from gateway.errors import (
     Forbidden,
     GatewayError,
     Gone,
+    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
     Unauthorized,
@@ -74,6 +75,9 @@ from gateway.store.search_sql import (
     page_statement,
     revinclude_statement,
 )
+
+if TYPE_CHECKING:
+    from gateway.service.audit_log import AuditLogService
 
 T = TypeVar("T")
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024  # larger content is checked, then streamed, never held
@@ -158,6 +162,11 @@ def parse_etag(value: str) -> int:
 
 def check_type(res_type: str) -> None:
     model_class(res_type)  # 404 for unknown types
+    if res_type == "AuditEvent":  # the audit log is not in this store (gateway.audit)
+        raise MethodNotAllowed(
+            "AuditEvents are written by the gateway itself and cannot be created, changed or "
+            "deleted; data-protection officers read them with GET [base]/AuditEvent"
+        )
 
 
 def checked(resource: Any, res_type: str) -> dict[str, Any]:
@@ -194,6 +203,16 @@ class ResourceService:
             policy=CheckpointPolicy(settings.audit_checkpoint_records, settings.audit_checkpoint_s),
         )
         self._last_us = 0
+
+    @functools.cached_property
+    def audit_log(self) -> AuditLogService:
+        """Searches, reports and maintenance of the audit log (DPOs and the operator)."""
+        from gateway.audit.log import Thresholds
+        from gateway.service.audit_log import AuditLogService
+
+        s = self.settings
+        flags = Thresholds(s.audit_flag_patients, s.audit_flag_window_s, s.audit_flag_denials)
+        return AuditLogService(self, flags)
 
     async def start(self) -> None:
         """Refuse to run with a master key file that cannot open the stored documents, and
@@ -571,6 +590,12 @@ class ResourceService:
         task["statusReason"] = {"text": reason[:500]}
         self.update_in(conn, ctx, "Task", task_id, task)
 
+    @staticmethod
+    def patient_of(conn: Connection, res_type: str, res_id: str) -> str | None:
+        """The BSN of the patient a stored resource is about, if known."""
+        stored = repository.current(conn, res_type, res_id)
+        return repository.patient_key_of(conn, stored.rid) if stored else None
+
     def admit_delivery(
         self, conn: Connection, delivery_id: str, sender: str, recipient: str, task_id: str
     ) -> str | None:
@@ -600,11 +625,21 @@ class ResourceService:
         conn: Connection, rid: int, patient_key: str | None, data_date_us: int | None
     ) -> None:
         """Tell consent whose document content a Binary is (a Binary names no patient)."""
-        repository.set_consent_columns(
-            conn,
-            rid,
-            repository.ConsentColumns(patient_key, leaf_of("Binary"), data_date_us),
-        )
+        columns = repository.ConsentColumns(patient_key, leaf_of("Binary"), data_date_us)
+        repository.set_consent_columns(conn, rid, columns)
+        scope = scope_of(conn)
+        if scope is not None:  # the Binary's write was noted before its patient was known
+            scope.touches = [
+                dataclasses.replace(
+                    t,
+                    patient_key=patient_key,
+                    category=columns.data_category,
+                    data_date_us=data_date_us,
+                )
+                if t.rid == rid
+                else t
+                for t in scope.touches
+            ]
 
     @staticmethod
     def is_shared(conn: Connection, rid: int, organization: str) -> bool:
@@ -733,6 +768,9 @@ class ResourceService:
 
     async def read(self, ctx: RequestContext, res_type: str, res_id: str) -> ResourceResult:
         """The current version: 404 unknown, 410 deleted."""
+        if res_type == "AuditEvent":
+            content, recorded_us = await self.audit_log.read(ctx, res_id)
+            return ResourceResult(200, res_type, res_id, 1, recorded_us, content)
         interaction = Interaction("read", f"{res_type[:64]}/{res_id[:64]}")
         await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
         return await self.in_read(
@@ -976,6 +1014,8 @@ class ResourceService:
         self, ctx: RequestContext, res_type: str, params: list[tuple[str, str]]
     ) -> bytes:
         """A searchset Bundle for the query, paged with links that stay valid under writes."""
+        if res_type == "AuditEvent":
+            return await self.audit_log.search(ctx, params)
         interaction = search_interaction(res_type, params)
 
         def parse() -> SearchQuery:

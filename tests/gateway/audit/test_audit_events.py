@@ -1,0 +1,495 @@
+"""Every kind of access leaves an AuditEvent (IHE BALP / NEN 7513) that the DPO of the
+organisation concerned can find: who, which organisation and role, which patient and data,
+on which basis, with the caller's X-Request-Id and X-Correlation-Id."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from harness import LOGIN_REDIRECT, PERSON_PASSWORD, add_person
+
+from gateway.exchange.compose import provide_document_bundle
+
+BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
+URA = "http://fhir.nl/fhir/NamingSystem/ura"
+SENDER, RECIPIENT, BYSTANDER = "90000701", "90000702", "90000703"
+PATIENT_BSN = "999911120"  # passes the elfproef
+
+
+@pytest.fixture(scope="module")
+def world(server):
+    """Three hospitals (an agreement between the first two), a document pushed from the
+    sender to the recipient, and the sender's and the bystander's DPOs."""
+    sender = server.hospital(SENDER, "Verzendend Ziekenhuis")
+    recipient = server.hospital(RECIPIENT, "Ontvangend Ziekenhuis")
+    bystander = server.hospital(BYSTANDER, "Ander Ziekenhuis")
+    server.agreement(SENDER, RECIPIENT)
+    bundle = provide_document_bundle(
+        content=b"Ontslagbrief",
+        content_type="text/plain",
+        bsn=PATIENT_BSN,
+        sender=SENDER,
+        recipients=[RECIPIENT],
+    )
+    with server.client(sender) as fhir:
+        pushed = fhir.post("", json=bundle, headers={"X-Request-Id": "push-" + uuid.uuid4().hex})
+    assert pushed.status_code == 200, pushed.text
+    locations = [e["response"]["location"].split("/_history")[0] for e in pushed.json()["entry"]]
+    document = next(x for x in locations if x.startswith("DocumentReference/"))
+    binary = next(x for x in locations if x.startswith("Binary/"))
+    return {
+        "sender": sender,
+        "recipient": recipient,
+        "bystander": bystander,
+        "push_request": pushed.headers["x-request-id"],
+        "document": document,
+        "binary": binary,
+        "dpo": server.person(sender, f"dpo-{uuid.uuid4().hex[:6]}", "dpo"),
+        "bystander_dpo": server.person(bystander, f"dpo-{uuid.uuid4().hex[:6]}", "dpo"),
+    }
+
+
+def events(dpo: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    answer = dpo.get("/AuditEvent", params=params | {"_count": "1000"})
+    assert answer.status_code == 200, answer.text
+    return [e["resource"] for e in answer.json().get("entry", [])]
+
+
+def of_request(dpo: httpx.Client, request_id: str, **params: str) -> list[dict[str, Any]]:
+    return [e for e in events(dpo, **params) if request_entity(e) == request_id]
+
+
+def request_entity(event: dict[str, Any]) -> str | None:
+    for entity in event.get("entity", []):
+        if entity.get("type", {}).get("code") == "XrequestId":
+            return str(entity["what"]["identifier"]["value"])
+    return None
+
+
+def correlation(event: dict[str, Any]) -> str | None:
+    for entity in event.get("entity", []):
+        for detail in entity.get("detail", []):
+            if detail["type"] == "X-Correlation-Id":
+                return str(detail["valueString"])
+    return None
+
+
+def requestor(event: dict[str, Any]) -> dict[str, Any]:
+    return next(a for a in event["agent"] if a["requestor"])
+
+
+def organisation(event: dict[str, Any]) -> str | None:
+    for agent in event["agent"]:
+        if agent["who"].get("identifier", {}).get("system") == URA:
+            return str(agent["who"]["identifier"]["value"])
+    return None
+
+
+def patient_bsn(event: dict[str, Any]) -> str | None:
+    for entity in event.get("entity", []):
+        if entity.get("role", {}).get("code") == "1":
+            return str(entity["what"]["identifier"]["value"])
+    return None
+
+
+def basis(event: dict[str, Any]) -> dict[str, str]:
+    for entity in event.get("entity", []):
+        if entity.get("type", {}).get("code") == "access-basis":
+            return {d["type"]: d["valueString"] for d in entity["detail"]}
+    return {}
+
+
+def data(event: dict[str, Any]) -> list[str]:
+    return [
+        e["what"]["reference"]
+        for e in event.get("entity", [])
+        if e.get("role", {}).get("code") == "4"
+    ]
+
+
+def subtype(event: dict[str, Any]) -> str:
+    return str(event["subtype"][0]["code"])
+
+
+def ids() -> tuple[str, str]:
+    return f"req-{uuid.uuid4().hex}", f"corr-{uuid.uuid4().hex}"
+
+
+def test_a_read_names_agent_organisation_patient_data_basis_and_ids(server, world):
+    request_id, correlation_id = ids()
+    with server.client(world["sender"]) as fhir:
+        read = fhir.get(
+            f"/{world['document']}",
+            headers={"X-Request-Id": request_id, "X-Correlation-Id": correlation_id},
+        )
+    assert read.status_code == 200
+    assert read.headers["x-request-id"] == request_id
+    assert read.headers["x-correlation-id"] == correlation_id
+    (event,) = of_request(world["dpo"], request_id, subtype="read")
+    assert event["type"]["code"] == "rest" and event["action"] == "R" and event["outcome"] == "0"
+    assert requestor(event)["who"]["identifier"]["value"] == world["sender"].client_id
+    assert organisation(event) == SENDER
+    assert patient_bsn(event) == PATIENT_BSN
+    assert data(event) == [f"{world['document']}/_history/1"]
+    assert basis(event)["kind"] == "own-organisation"
+    assert correlation(event) == correlation_id
+    assert event["source"]["observer"]["identifier"]["value"] == server.settings.node_name
+    assert "IHE.BasicAudit.PatientRead" in event["meta"]["profile"][0]
+
+
+def test_a_search_records_its_query_and_never_its_results(server, world):
+    request_id, _ = ids()
+    with server.client(world["sender"]) as fhir:
+        found = fhir.get(
+            "/DocumentReference",
+            params={"patient.identifier": f"{BSN}|{PATIENT_BSN}"},
+            headers={"X-Request-Id": request_id},
+        )
+    assert found.status_code == 200 and found.json()["entry"]
+    recorded = of_request(world["dpo"], request_id)
+    (event,) = [e for e in recorded if subtype(e) == "ITI-67"]
+    query = next(e for e in event["entity"] if e.get("role", {}).get("code") == "24")
+    assert PATIENT_BSN in base64.b64decode(query["query"]).decode()
+    assert patient_bsn(event) == PATIENT_BSN
+    assert "Ontslagbrief" not in json.dumps(recorded)
+    assert "attachment" not in json.dumps(recorded)  # no resource of the result is in it
+
+
+def test_create_update_delete_are_recorded_with_their_action(server, world):
+    with server.client(world["sender"]) as fhir:
+        request_id, _ = ids()
+        created = fhir.post(
+            "/Basic",
+            json={"resourceType": "Basic", "code": {"text": "x"}},
+            headers={"X-Request-Id": request_id},
+        )
+        basic = created.json()["id"]
+        update_id, _ = ids()
+        fhir.put(
+            f"/Basic/{basic}",
+            json={"resourceType": "Basic", "id": basic, "code": {"text": "y"}},
+            headers={"X-Request-Id": update_id},
+        )
+        delete_id, _ = ids()
+        fhir.delete(f"/Basic/{basic}", headers={"X-Request-Id": delete_id})
+    for rid, action, version in ((request_id, "C", 1), (update_id, "U", 2), (delete_id, "D", 3)):
+        (event,) = of_request(world["dpo"], rid, action=action)
+        assert data(event) == [f"Basic/{basic}/_history/{version}"]
+        assert event["outcome"] == "0"
+
+
+def test_a_transaction_records_each_write_under_its_request_id(server, world):
+    request_id, _ = ids()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {"resourceType": "Basic", "code": {"text": "t"}},
+                "request": {"method": "POST", "url": "Basic"},
+            }
+        ],
+    }
+    with server.client(world["sender"]) as fhir:
+        answer = fhir.post("", json=bundle, headers={"X-Request-Id": request_id})
+    assert answer.status_code == 200, answer.text
+    recorded = of_request(world["dpo"], request_id)
+    assert [e["action"] for e in recorded] == ["C"]
+    assert data(recorded[0])[0].startswith("Basic/")
+
+
+def test_a_push_records_the_import_and_the_referral_decision(server, world):
+    recorded = of_request(world["dpo"], world["push_request"])
+    pushed = [e for e in recorded if subtype(e) == "ITI-65"]
+    assert pushed and all(patient_bsn(e) == PATIENT_BSN for e in pushed)
+    details = {
+        d["type"]: d["valueString"]
+        for e in pushed
+        for entity in e["entity"]
+        for d in entity.get("detail", [])
+    }
+    assert RECIPIENT in json.dumps(details)
+    decisions = [e for e in recorded if subtype(e) == "AuthZ-Consent"]
+    assert decisions and decisions[0]["outcome"] == "0"
+
+
+def test_a_retrieve_by_the_recipient_is_seen_by_the_senders_dpo_with_its_basis(server, world):
+    request_id, correlation_id = ids()
+    with server.client(world["recipient"]) as fhir:
+        got = fhir.get(
+            f"/{world['binary']}",
+            headers={"X-Request-Id": request_id, "X-Correlation-Id": correlation_id},
+        )
+    assert got.status_code == 200
+    recorded = of_request(world["dpo"], request_id)
+    (retrieve,) = [e for e in recorded if e["action"] == "R" and subtype(e) != "AuthZ-Consent"]
+    assert organisation(retrieve) == RECIPIENT
+    assert basis(retrieve)["kind"] == "referral"
+    assert correlation(retrieve) == correlation_id
+    (permit,) = [e for e in recorded if subtype(e) == "AuthZ-Consent"]
+    assert permit["outcome"] == "0" and patient_bsn(permit) == PATIENT_BSN
+
+
+def test_a_refused_access_is_a_denial_event(server, world):
+    request_id, _ = ids()
+    with server.client(world["bystander"]) as fhir:
+        refused = fhir.get(f"/{world['document']}", headers={"X-Request-Id": request_id})
+    assert refused.status_code == 404
+    recorded = of_request(world["dpo"], request_id)
+    denial = next(e for e in recorded if subtype(e) == "AuthZ-Consent")
+    assert denial["outcome"] == "8" and organisation(denial) == BYSTANDER
+    assert patient_bsn(denial) == PATIENT_BSN
+    assert basis(denial)["kind"] == "denied"
+    failed = events(world["dpo"], outcome="8", agent=world["bystander"].client_id)
+    assert any(request_entity(e) == request_id for e in failed)
+
+
+def test_an_emergency_is_recorded_as_such(server, world):
+    clinician = server.person(world["bystander"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
+    request_id, _ = ids()
+    declared = clinician.post(
+        "/Patient/$break-the-glass",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueIdentifier": {"system": BSN, "value": PATIENT_BSN}},
+                {"name": "reason", "valueString": "bewusteloos op de SEH"},
+            ],
+        },
+        headers={"X-Request-Id": request_id},
+    )
+    assert declared.status_code == 201, declared.text
+    read_id, _ = ids()
+    assert (
+        clinician.get(f"/{world['document']}", headers={"X-Request-Id": read_id}).status_code == 200
+    )
+    (declaration,) = of_request(world["dpo"], request_id)
+    assert declaration["subtype"][0]["code"] == "110127"
+    assert "bewusteloos op de SEH" in json.dumps(declaration)
+    reads = [e for e in of_request(world["dpo"], read_id) if subtype(e) == "read"]
+    assert reads and basis(reads[0])["kind"] == "emergency"
+    purposes = {c["code"] for p in reads[0]["purposeOfEvent"] for c in p["coding"]}
+    assert {"ETREAT", "BTG"} <= purposes
+    assert any(request_entity(e) == read_id for e in events(world["dpo"], emergencies="true"))
+
+
+def test_login_and_token_issue_succeeding_and_failing_are_recorded(server, world):
+    username = f"arts-{uuid.uuid4().hex[:6]}"
+    app = add_person(
+        server.settings.database_url, server.settings.data_dir, SENDER, username, "clinician"
+    )
+    wrong_id, _ = ids()
+    form = {
+        "response_type": "code",
+        "client_id": app,
+        "redirect_uri": LOGIN_REDIRECT,
+        "scope": "user/*.rs",
+        "state": "s",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+    }
+    wrong = httpx.post(
+        f"{server.url}/oauth/authorize",
+        data=form | {"username": username, "password": "not the password!"},
+        headers={"X-Request-Id": wrong_id},
+    )
+    assert wrong.status_code == 401
+    right_id, _ = ids()
+    right = httpx.post(
+        f"{server.url}/oauth/authorize",
+        data=form | {"username": username, "password": PERSON_PASSWORD},
+        headers={"X-Request-Id": right_id},
+    )
+    assert right.status_code == 303
+    token_id, _ = ids()
+    bad_token = httpx.post(
+        server.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": world["sender"].assertion(server.token_url, aud="elsewhere"),
+        },
+        headers={"X-Request-Id": token_id},
+    )
+    assert bad_token.status_code in (400, 401)
+    good_id, _ = ids()
+    good_token = httpx.post(
+        server.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/*.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": world["sender"].assertion(server.token_url),
+        },
+        headers={"X-Request-Id": good_id},
+    )
+    assert good_token.status_code == 200
+    # A failed login names no organisation: only the operator sees it (below, CLI report).
+    assert of_request(world["dpo"], wrong_id) == []
+    (login,) = of_request(world["dpo"], right_id, subtype="110122")
+    assert login["outcome"] == "0" and requestor(login)["name"] == username
+    assert organisation(login) == SENDER
+    (issued,) = of_request(world["dpo"], good_id, subtype="ITI-71")
+    assert issued["outcome"] == "0"
+    assert requestor(issued)["who"]["identifier"]["value"] == world["sender"].client_id
+    assert world["sender"].client_id in json.dumps(issued)
+    assert "access_token" not in json.dumps(issued)
+    everything = operator_report(server, "--format", "json")
+    lines = {e["request_id"]: e for e in json.loads(everything)["events"]}
+    assert lines[wrong_id]["event"] == "login" and lines[wrong_id]["outcome"] == "4"
+    assert lines[wrong_id]["user"] == username
+    assert lines[token_id]["event"] == "token" and lines[token_id]["outcome"] == "4"
+    assert lines[token_id]["user"] == world["sender"].client_id
+
+
+def test_the_audit_log_is_read_only_for_everyone(server, world):
+    event = events(world["dpo"])[0]
+    for method, path in (
+        ("POST", "/AuditEvent"),
+        ("PUT", f"/AuditEvent/{event['id']}"),
+        ("DELETE", f"/AuditEvent/{event['id']}"),
+    ):
+        answer = world["dpo"].request(method, path, json=event)
+        assert answer.status_code == 405, (method, answer.text)
+        assert answer.json()["resourceType"] == "OperationOutcome"
+    read = world["dpo"].get(f"/AuditEvent/{event['id']}")
+    assert read.status_code == 200 and read.json() == event
+
+
+def test_only_dpos_read_the_log_and_only_what_concerns_their_organisation(server, world):
+    with server.client(world["sender"]) as fhir:
+        assert fhir.get("/AuditEvent").status_code == 403
+    clinician = server.person(world["sender"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
+    assert clinician.get("/AuditEvent").status_code == 403
+    # The bystander's DPO sees its own people's events, never the sender's own reads.
+    own = events(world["bystander_dpo"])
+    assert own and all(
+        BYSTANDER
+        in (
+            organisation(e),
+            *(
+                ent["what"].get("identifier", {}).get("value")
+                for ent in e.get("entity", [])
+                if "what" in ent
+            ),
+        )
+        for e in own
+    )
+    request_id, _ = ids()
+    with server.client(world["sender"]) as fhir:
+        fhir.get(f"/{world['document']}", headers={"X-Request-Id": request_id})
+    assert of_request(world["bystander_dpo"], request_id) == []
+    (own_read,) = of_request(world["dpo"], request_id)
+    assert world["bystander_dpo"].get(f"/AuditEvent/{own_read['id']}").status_code == 404
+
+
+def test_every_use_of_the_log_is_itself_recorded(server, world):
+    request_id, _ = ids()
+    answer = world["dpo"].get(
+        "/AuditEvent", params={"patient": PATIENT_BSN}, headers={"X-Request-Id": request_id}
+    )
+    assert answer.status_code == 200
+    (use,) = of_request(world["dpo"], request_id, type="110101")
+    assert patient_bsn(use) == PATIENT_BSN
+    assert requestor(use)["role"][0]["coding"][0]["code"] == "dpo"
+
+
+def test_search_parameters_and_paging(server, world):
+    first = world["dpo"].get("/AuditEvent", params={"_count": "2"})
+    assert first.status_code == 200
+    bundle = first.json()
+    assert len(bundle["entry"]) == 2
+    following = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+    second = world["dpo"].get(following)
+    assert second.status_code == 200
+    seen = {e["resource"]["id"] for e in bundle["entry"]}
+    assert not seen & {e["resource"]["id"] for e in second.json()["entry"]}
+    for params in ({"date": "not-a-date"}, {"patient": "123"}, {"colour": "blue"}):
+        refused = world["dpo"].get("/AuditEvent", params=params)
+        assert refused.status_code == 400, params
+        assert refused.json()["resourceType"] == "OperationOutcome"
+    today = events(world["dpo"], date=f"ge{datetime.now(UTC).date().isoformat()}")
+    assert today
+    assert events(world["dpo"], date="lt2000-01-01") == []
+
+
+def _cli(server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ZORGBRUG_DATABASE_URL": server.settings.database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(server.settings.data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def operator_report(server, *args: str) -> str:
+    run = _cli(server, "audit", "report", *args)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_the_patient_access_report_in_csv_json_and_fhir(server, world):
+    with server.client(world["recipient"]) as fhir:
+        assert fhir.get(f"/{world['binary']}").status_code == 200
+    rows = list(csv.DictReader(io.StringIO(operator_report(server, "--patient", PATIENT_BSN))))
+    assert rows and all(r["patient"] == PATIENT_BSN for r in rows)
+    retrieved = [r for r in rows if r["organization"] == RECIPIENT and r["action"] == "R"]
+    assert retrieved and retrieved[-1]["basis"] == "referral"
+    assert retrieved[-1]["data_holder"] == SENDER
+    assert {"when", "user", "role", "data", "basis", "emergency"} <= set(rows[0])
+    assert [r["when"] for r in rows] == sorted(r["when"] for r in rows)
+    as_json = json.loads(operator_report(server, "--patient", PATIENT_BSN, "--format", "json"))
+    assert len(as_json["events"]) >= len(rows)
+    as_fhir = json.loads(operator_report(server, "--patient", PATIENT_BSN, "--format", "fhir"))
+    assert as_fhir["type"] == "collection"
+    assert all(e["resource"]["resourceType"] == "AuditEvent" for e in as_fhir["entry"])
+    denials = list(
+        csv.DictReader(io.StringIO(operator_report(server, "--patient", PATIENT_BSN, "--denials")))
+    )
+    assert denials and all(r["outcome"] != "0" for r in denials)
+    # The DPO gets the same report over the API (a POST keeps the BSN out of the URL).
+    api = world["dpo"].post(
+        "/AuditEvent/$report",
+        data={"patient": PATIENT_BSN, "format": "csv"},
+    )
+    assert api.status_code == 200 and api.headers["content-type"].startswith("text/csv")
+    assert PATIENT_BSN in api.text
+    bad = _cli(server, "audit", "report", "--patient", "123456789")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "BSN" in bad.stderr
+
+
+def test_administrative_changes_at_the_console_are_recorded(server, world):
+    run = _cli(server, "orgs", "add", "--ura", "90000799", "--name", "Nieuw Ziekenhuis")
+    assert run.returncode == 0, run.stderr
+    lines = json.loads(operator_report(server, "--format", "json"))["events"]
+    admin = [e for e in lines if e["event"] == "admin-organization"]
+    assert admin and admin[-1]["role"] == "operator"
+    report = json.loads(operator_report(server, "--format", "fhir"))
+    recorded = [
+        e["resource"] for e in report["entry"] if e["resource"]["subtype"][0]["code"] == "110128"
+    ]
+    assert "orgs add --ura 90000799" in json.dumps(recorded[-1])
+
+
+def test_verify_reports_an_intact_log(server, world):
+    run = _cli(server, "audit", "verify")
+    assert run.returncode == 0, run.stderr
+    assert "intact" in run.stdout
+    checked = world["dpo"].get("/AuditEvent/$verify")
+    assert checked.status_code == 200
+    assert checked.json()["parameter"][0] == {"name": "intact", "valueBoolean": True}
