@@ -702,7 +702,14 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_purge(args: argparse.Namespace) -> int:
-    before = _date(args.before, "--before")
+    from datetime import UTC, datetime
+
+    try:  # a day (its midnight, UTC) or a moment
+        before = datetime.fromisoformat(args.before)
+    except ValueError:
+        raise ValueError(f"--before '{args.before}' is not a date such as 2021-01-31") from None
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)
     result = asyncio.run(
         _with_service(_settings(args), lambda s: s.audit_log.purge(_operator_ctx(), before))
     )
@@ -977,7 +984,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge = audit_commands.add_parser(
         "purge", parents=[common], help="remove records past the retention period"
     )
-    purge.add_argument("--before", required=True, help="remove records older than this day")
+    purge.add_argument(
+        "--before", required=True, help="remove records older than this day (or moment), UTC"
+    )
     purge.set_defaults(run=cmd_audit_purge)
 
     send = commands.add_parser(

@@ -51,7 +51,9 @@ def link(previous: bytes, row: Mapping[str, Any] | RowMapping) -> bytes:
     digest = hashlib.sha256(previous)
     digest.update(len(header).to_bytes(4, "big"))
     digest.update(header)
-    digest.update(row["content"])
+    content = row["content"]
+    # A store edited by hand can hand back text; it is hashed as stored, never refused.
+    digest.update(content.encode() if isinstance(content, str) else content)
     return digest.digest()
 
 

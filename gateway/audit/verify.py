@@ -50,12 +50,16 @@ def verify(conn: Connection, verifier: CheckpointVerifier) -> Verification:
         start, previous = int(anchors[-1].seq) + 1, bytes(anchors[-1].hash)
     pinned = {int(m.seq): bytes(m.hash) for m in marks if m.kind == "checkpoint" and m.seq >= start}
     expected, checked, confirmed = start, 0, 0
-    rows = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
-        select(audit_events).where(audit_events.c.seq >= start).order_by(audit_events.c.seq)
-    )
     first_present = conn.execute(select(func.min(audit_events.c.seq))).scalar()
     if first_present is not None and first_present < start:
         return _bad(start, first_present, "a record older than the purge anchor is present")
+    # Per statement: options set on the connection would stay on it for the caller's writes.
+    rows = conn.execute(
+        select(audit_events)
+        .where(audit_events.c.seq >= start)
+        .order_by(audit_events.c.seq)
+        .execution_options(stream_results=True, yield_per=BATCH)
+    )
     for row in rows:
         seq = int(row.seq)
         if seq != expected:

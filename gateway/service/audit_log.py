@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -23,7 +23,7 @@ from gateway.audit.purge import PurgeResult, purge
 from gateway.audit.scope import Interaction, scope_of
 from gateway.audit.verify import Verification, verify
 from gateway.context import RequestContext
-from gateway.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
+from gateway.errors import AuditUnavailable, BadRequest, Forbidden, MethodNotAllowed, NotFound
 from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
 from gateway.fhir.dates import date_range
 from gateway.fhir.dutch_identifiers import BSN, is_valid_bsn, normalized_system
@@ -137,15 +137,22 @@ class AuditLogService:
             self._note(conn, ctx, AuditQuery())
             return verify(conn, self.service.audit.signer)
 
-        return await self._read(ctx, work, interaction)
+        try:
+            return await self._read(ctx, work, interaction)
+        except AuditUnavailable:
+            # A damaged chain can refuse the record of its own verification; the finding is
+            # then what the operator needs (and explains the failure), so it is still given.
+            found = await self.service.db.read(lambda c: verify(c, self.service.audit.signer))
+            if found.intact:
+                raise
+            return found
 
-    async def purge(self, ctx: RequestContext, before: date) -> PurgeResult:
+    async def purge(self, ctx: RequestContext, before: datetime) -> PurgeResult:
         """Remove the records older than ``before`` (the operator only, never within the
         retention period); the chain stays verifiable from a signed anchor."""
         if not (ctx.actor.is_local and ctx.actor.organization is None):
             raise Forbidden("Only the gateway's operator purges the audit log")
-        before_us = int(datetime(before.year, before.month, before.day, tzinfo=UTC).timestamp())
-        before_us *= 1_000_000
+        before_us = int(before.timestamp() * 1_000_000)
         interaction = Interaction(
             "audit-log", "AuditEvent", query=f"purge before={before.isoformat()}"
         )

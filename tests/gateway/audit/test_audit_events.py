@@ -446,6 +446,8 @@ def operator_report(server, *args: str) -> str:
 def test_the_patient_access_report_in_csv_json_and_fhir(server, world):
     with server.client(world["recipient"]) as fhir:
         assert fhir.get(f"/{world['binary']}").status_code == 200
+    with server.client(world["bystander"]) as fhir:
+        assert fhir.get(f"/{world['binary']}").status_code == 404
     rows = list(csv.DictReader(io.StringIO(operator_report(server, "--patient", PATIENT_BSN))))
     assert rows and all(r["patient"] == PATIENT_BSN for r in rows)
     retrieved = [r for r in rows if r["organization"] == RECIPIENT and r["action"] == "R"]
