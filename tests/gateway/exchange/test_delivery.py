@@ -509,6 +509,16 @@ def test_dead_letter_after_the_retry_budget_and_operator_retry(
     assert again.returncode == 1 and "no failed delivery" in again.stderr, (
         f"retrying a delivered delivery must be refused: {again.returncode} {again.stderr}"
     )
+    # Each attempt is in the audit trail, with its outcome; the operator's retry as well.
+    report = zorgbrug(store, "audit", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    lines = json.loads(report.stdout)["events"]
+    attempts = [line for line in lines if line["event"] == "delivery"]
+    assert [a["outcome"] for a in attempts] == ["4", "4", "4", "0"], attempts
+    assert {a["request_id"] for a in attempts} == {dead["delivery_id"]}
+    assert all(a["data_holder"] == SENDER and a["organization"] == SENDER for a in attempts)
+    assert all(a["patient"] == submission.bsn for a in attempts)
+    assert any(line["event"] == "admin-organization" for line in lines)
 
 
 PARTS = {"Patient", "List", "DocumentReference", "Binary", "Task"}
