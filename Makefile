@@ -49,6 +49,7 @@ bench: dev
 	$(BIN)/python bench/bench_consent.py
 	$(BIN)/python bench/bench_consent_search.py
 	$(BIN)/python bench/bench_adapters.py
+	$(BIN)/python bench/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
