@@ -16,7 +16,6 @@ Usage: python bench/bench_audit.py [--reads 2000] [--concurrency 8] [--rounds 4]
 from __future__ import annotations
 
 # ruff: noqa: E402  (the imports below need the paths set up first)
-
 import argparse
 import asyncio
 import os
