@@ -105,11 +105,11 @@ def bench_reads(args: argparse.Namespace, data_dir: Path, url: str) -> None:
     print(f"ratio                  {with_audit / without:8.2f}   (target >= 0.8)")
 
 
-def bench_verify(args: argparse.Namespace, data_dir: Path, url: str) -> None:
+def bench_verify(args: argparse.Namespace, key_file: Path, url: str) -> None:
     async def run() -> None:
         db = Database(url, threads=2)
         await db.migrate()
-        signer = CheckpointSigner.open(data_dir / "bench-audit.key")
+        signer = CheckpointSigner.open(key_file)
         agent = Agent("system", "bench-client", "90000001", "system")
         policy = CheckpointPolicy(1000, 3600)
         made = 0
@@ -156,7 +156,9 @@ def main() -> None:
         verify_dir.mkdir()
         print(f"backend: {'PostgreSQL' if base else 'SQLite'}")
         bench_reads(args, reads_dir, base or f"sqlite:///{reads_dir / 'zorgbrug.db'}")
-        bench_verify(args, verify_dir, base or f"sqlite:///{verify_dir / 'zorgbrug.db'}")
+        # On PostgreSQL the chain already holds the reads' records, signed with that key.
+        key_file = (reads_dir if base else verify_dir) / "audit.key"
+        bench_verify(args, key_file, base or f"sqlite:///{verify_dir / 'zorgbrug.db'}")
 
 
 if __name__ == "__main__":
