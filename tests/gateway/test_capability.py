@@ -27,6 +27,8 @@ def test_every_listed_search_parameter_include_and_revinclude_is_accepted(fhir):
     checked = 0
     for resource in statement["rest"][0]["resource"]:
         res_type = resource["type"]
+        if res_type == "AuditEvent":  # the audit log, for DPOs only: tests/gateway/audit
+            continue
         for param in resource["searchParam"]:
             value = (
                 SAMPLE_VALUES[param["type"]] if param["name"] != "_lastUpdated" else "ge2020-01-01"
@@ -41,7 +43,7 @@ def test_every_listed_search_parameter_include_and_revinclude_is_accepted(fhir):
         for include in resource["searchRevInclude"]:
             response = fhir.get(f"/{res_type}", params={"_revinclude": include}, headers=strict)
             assert response.status_code == 200, (res_type, include, response.text)
-    assert checked > 126 * 4  # the Resource-level parameters of every type, and more
+    assert checked > 125 * 4  # the Resource-level parameters of every type, and more
 
 
 def test_every_listed_interaction_works_for_a_sample_type(fhir):

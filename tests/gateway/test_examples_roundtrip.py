@@ -53,7 +53,19 @@ def test_there_are_official_examples_to_load():
     assert len(EXAMPLES) >= 369
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+AUDIT_EVENTS = [p for p in EXAMPLES if p.parent.name == "AuditEvent"]
+
+
+@pytest.mark.parametrize("path", AUDIT_EVENTS, ids=lambda p: p.name)
+def test_an_audit_event_example_is_refused_because_only_the_gateway_writes_them(fhir, path):
+    answer = fhir.post("/AuditEvent", json=json.loads(path.read_text(encoding="utf-8")))
+    assert answer.status_code == 405
+    assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLES if p not in AUDIT_EVENTS], ids=lambda p: p.name
+)
 def test_example_is_created_and_read_back_equal(fhir, path):
     sent = json.loads(path.read_text(encoding="utf-8"))
     created = fhir.post(f"/{sent['resourceType']}", json=sent)
