@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -333,6 +334,21 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=15)
 
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        """Run ``zorgbrug ARGS`` on this server's store, in a child process."""
+        import subprocess
+        import sys
+
+        environment = {**os.environ, "ZORGBRUG_DATABASE_URL": str(self.settings.database_url)}
+        environment.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(self.settings.data_dir)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     @property
     def token_url(self) -> str:
         return f"{self.url}/oauth/token"
@@ -419,6 +435,15 @@ def fhir(server: LiveServer) -> Iterator[httpx.Client]:
 
 def load_example(relative: str) -> dict[str, Any]:
     return json.loads((FHIR_EXAMPLES / relative).read_text(encoding="utf-8"))
+
+
+def valid_bsns(first: int) -> Iterator[str]:
+    """Test BSNs from ``first`` on that pass the elfproef (use a 9999... range)."""
+    from gateway.fhir.dutch_identifiers import is_valid_bsn
+
+    for n in itertools.count(first):
+        if is_valid_bsn(f"{n:09d}"):
+            yield f"{n:09d}"
 
 
 def unique() -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Row
 
 from gateway.audit import codes
 from gateway.audit.codes import KINDS
+from gateway.fhir.bundles import BundleEntry, bundle_bytes
 from gateway.fhir.dates import instant
 from gateway.store.schema import audit_events, resources
 
@@ -197,8 +198,6 @@ def report_json(rows: Iterable[Row[Any]], flags: Sequence[Flag]) -> bytes:
 
 def report_bundle(rows: Iterable[Row[Any]], base_url: str, timestamp_us: int) -> bytes:
     """The events as a FHIR ``collection`` Bundle of AuditEvents, stored bytes unchanged."""
-    from gateway.fhir.bundles import BundleEntry, bundle_bytes
-
     return bundle_bytes(
         "collection",
         (BundleEntry(f"{base_url}/AuditEvent/{row.event_id}", bytes(row.content)) for row in rows),

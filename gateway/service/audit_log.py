@@ -23,7 +23,7 @@ from gateway.audit.purge import PurgeResult, purge
 from gateway.audit.scope import Interaction, scope_of
 from gateway.audit.verify import Verification, verify
 from gateway.context import RequestContext
-from gateway.errors import AuditUnavailable, BadRequest, Forbidden, MethodNotAllowed, NotFound
+from gateway.errors import AuditUnavailable, BadRequest, Forbidden, NotFound
 from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
 from gateway.fhir.dates import date_range
 from gateway.fhir.dutch_identifiers import BSN, is_valid_bsn, normalized_system
@@ -32,14 +32,7 @@ from gateway.service.resources import ResourceService
 T = TypeVar("T")
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
-READ_ONLY = (
-    "AuditEvents are written by the gateway itself; they cannot be created, changed or deleted"
-)
 _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
-
-
-def refuse_change() -> None:
-    raise MethodNotAllowed(READ_ONLY)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,6 @@ import base64
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -313,29 +310,26 @@ def test_login_and_token_issue_succeeding_and_failing_are_recorded(server, world
         headers={"X-Request-Id": right_id},
     )
     assert right.status_code == 303
-    token_id, _ = ids()
-    bad_token = httpx.post(
-        server.token_url,
-        data={
-            "grant_type": "client_credentials",
-            "scope": "system/*.rs",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": world["sender"].assertion(server.token_url, aud="elsewhere"),
-        },
-        headers={"X-Request-Id": token_id},
+
+    def token_request(assertion: str) -> tuple[str, httpx.Response]:
+        request_id, _ = ids()
+        answer = httpx.post(
+            server.token_url,
+            data={
+                "grant_type": "client_credentials",
+                "scope": "system/*.rs",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion,
+            },
+            headers={"X-Request-Id": request_id},
+        )
+        return request_id, answer
+
+    token_id, bad_token = token_request(
+        world["sender"].assertion(server.token_url, aud="elsewhere")
     )
     assert bad_token.status_code in (400, 401)
-    good_id, _ = ids()
-    good_token = httpx.post(
-        server.token_url,
-        data={
-            "grant_type": "client_credentials",
-            "scope": "system/*.rs",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": world["sender"].assertion(server.token_url),
-        },
-        headers={"X-Request-Id": good_id},
-    )
+    good_id, good_token = token_request(world["sender"].assertion(server.token_url))
     assert good_token.status_code == 200
     # A failed login names no organisation: only the operator sees it (below, CLI report).
     assert of_request(world["dpo"], wrong_id) == []
@@ -426,19 +420,8 @@ def test_search_parameters_and_paging(server, world):
     assert events(world["dpo"], date="lt2000-01-01") == []
 
 
-def _cli(server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZORGBRUG_DATABASE_URL": server.settings.database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(server.settings.data_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def operator_report(server, *args: str) -> str:
-    run = _cli(server, "audit", "report", *args)
+    run = server.cli("audit", "report", *args)
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -471,12 +454,12 @@ def test_the_patient_access_report_in_csv_json_and_fhir(server, world):
     )
     assert api.status_code == 200 and api.headers["content-type"].startswith("text/csv")
     assert PATIENT_BSN in api.text
-    bad = _cli(server, "audit", "report", "--patient", "123456789")
+    bad = server.cli("audit", "report", "--patient", "123456789")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "BSN" in bad.stderr
 
 
 def test_administrative_changes_at_the_console_are_recorded(server, world):
-    run = _cli(server, "orgs", "add", "--ura", "90000799", "--name", "Nieuw Ziekenhuis")
+    run = server.cli("orgs", "add", "--ura", "90000799", "--name", "Nieuw Ziekenhuis")
     assert run.returncode == 0, run.stderr
     lines = json.loads(operator_report(server, "--format", "json"))["events"]
     admin = [e for e in lines if e["event"] == "admin-organization"]
@@ -489,7 +472,7 @@ def test_administrative_changes_at_the_console_are_recorded(server, world):
 
 
 def test_verify_reports_an_intact_log(server, world):
-    run = _cli(server, "audit", "verify")
+    run = server.cli("audit", "verify")
     assert run.returncode == 0, run.stderr
     assert "intact" in run.stdout
     checked = world["dpo"].get("/AuditEvent/$verify")

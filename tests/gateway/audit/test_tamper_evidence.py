@@ -4,9 +4,8 @@ audit record means no access; a purge keeps what remains verifiable."""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,18 +33,6 @@ def gateway(request, tmp_path) -> Iterator[LiveServer]:
 
 
 NO_RETENTION = {"ZORGBRUG_AUDIT_RETENTION_YEARS": "0"}
-
-
-def cli(server: LiveServer, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "ZORGBRUG_DATABASE_URL": str(server.settings.database_url)}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(server.settings.data_dir)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def tamper(server: LiveServer, *statements: str) -> None:
@@ -80,13 +67,13 @@ def damaged_at(run: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_an_intact_log_verifies_also_with_the_public_key_alone(gateway, tmp_path):
-    run = cli(gateway, "audit", "verify")
+    run = gateway.cli("audit", "verify")
     assert run.returncode == 0 and "intact" in run.stdout, run.stderr
-    key = cli(gateway, "audit", "public-key")
+    key = gateway.cli("audit", "public-key")
     assert key.stdout.startswith("-----BEGIN PUBLIC KEY-----")
     public = tmp_path / "audit.pub"
     public.write_text(key.stdout)
-    run = cli(gateway, "audit", "verify", "--public-key", str(public))
+    run = gateway.cli("audit", "verify", "--public-key", str(public))
     assert run.returncode == 0, run.stderr
 
 
@@ -101,23 +88,23 @@ def test_the_database_refuses_to_change_or_delete_records(gateway):
                 conn.execute(text(statement))
     finally:
         engine.dispose()
-    assert cli(gateway, "audit", "verify").returncode == 0
+    assert gateway.cli("audit", "verify").returncode == 0
 
 
 def test_a_changed_record_is_named(gateway):
     tamper(gateway, "UPDATE audit_events SET agent_id = 'someone-else' WHERE seq = 5")
-    assert "record 5 " in damaged_at(cli(gateway, "audit", "verify"))
+    assert "record 5 " in damaged_at(gateway.cli("audit", "verify"))
 
 
 def test_a_changed_content_is_named(gateway):
     doubled = "content || content" if gateway.backend == "postgresql" else "content || X'20'"
     tamper(gateway, f"UPDATE audit_events SET content = {doubled} WHERE seq = 4")
-    assert "record 4 " in damaged_at(cli(gateway, "audit", "verify"))
+    assert "record 4 " in damaged_at(gateway.cli("audit", "verify"))
 
 
 def test_a_removed_record_is_named(gateway):
     tamper(gateway, "DELETE FROM audit_events WHERE seq = 6")
-    assert "record 6 is missing" in damaged_at(cli(gateway, "audit", "verify"))
+    assert "record 6 is missing" in damaged_at(gateway.cli("audit", "verify"))
 
 
 def test_reordered_records_are_named(gateway):
@@ -127,7 +114,7 @@ def test_reordered_records_are_named(gateway):
         "UPDATE audit_events SET seq = 3 WHERE seq = 4",
         "UPDATE audit_events SET seq = 4 WHERE seq = -1",
     )
-    assert "record 3 " in damaged_at(cli(gateway, "audit", "verify"))
+    assert "record 3 " in damaged_at(gateway.cli("audit", "verify"))
 
 
 def test_an_inserted_record_is_named(gateway):
@@ -144,7 +131,7 @@ def test_an_inserted_record_is_named(gateway):
         f"patient_key, custodian_org, emergency, request_id, content, hash "
         f"FROM audit_events WHERE seq = 4",
     )
-    assert "record 3 " in damaged_at(cli(gateway, "audit", "verify"))
+    assert "record 3 " in damaged_at(gateway.cli("audit", "verify"))
 
 
 def test_a_tail_cut_off_after_a_checkpoint_is_detected(gateway):
@@ -157,7 +144,7 @@ def test_a_tail_cut_off_after_a_checkpoint_is_detected(gateway):
         f"UPDATE audit_chain_head SET seq = {end - 2}, hash = "
         f"(SELECT hash FROM audit_events WHERE seq = {end - 2})",
     )
-    problem = damaged_at(cli(gateway, "audit", "verify"))
+    problem = damaged_at(gateway.cli("audit", "verify"))
     assert f"record {end - 1}" in problem and "truncated" in problem
 
 
@@ -185,7 +172,7 @@ def test_a_rewritten_and_rehashed_log_fails_its_signed_checkpoint(gateway):
         f"UPDATE audit_chain_head SET hash = {_bytes_literal(gateway, previous)} WHERE id = 1"
     )
     tamper(gateway, *statements)
-    assert "signed checkpoint" in damaged_at(cli(gateway, "audit", "verify"))
+    assert "signed checkpoint" in damaged_at(gateway.cli("audit", "verify"))
 
 
 def _bytes_literal(server: LiveServer, value: bytes) -> str:
@@ -229,28 +216,26 @@ def test_no_record_no_access(gateway):
             assert marker not in str(found)
     finally:
         engine.dispose()
-    assert cli(gateway, "audit", "verify").returncode == 0
+    assert gateway.cli("audit", "verify").returncode == 0
 
 
 def test_a_purge_keeps_the_chain_verifiable_and_records_itself(gateway):
-    kept = cli(gateway, "audit", "purge", "--before", "2025-01-01")
+    kept = gateway.cli("audit", "purge", "--before", "2025-01-01")
     assert kept.returncode == 1 and "kept 5 years" in kept.stderr  # the default retention
-    refused = cli(gateway, "audit", "purge", "--before", "2999-01-01", **NO_RETENTION)
+    refused = gateway.cli("audit", "purge", "--before", "2999-01-01", env=NO_RETENTION)
     assert refused.returncode == 1 and "kept" in refused.stderr
     moment = datetime.now(UTC).isoformat()
     with gateway.client() as fhir:  # one more record after the moment: it stays
         assert fhir.get("/metadata").status_code == 200
         assert fhir.post("/Basic", json={"resourceType": "Basic", "code": {}}).status_code == 201
-    run = cli(gateway, "audit", "purge", "--before", moment, **NO_RETENTION)
+    run = gateway.cli("audit", "purge", "--before", moment, env=NO_RETENTION)
     assert run.returncode == 0, run.stderr
     assert "purged" in run.stdout
-    verified = cli(gateway, "audit", "verify")
+    verified = gateway.cli("audit", "verify")
     assert verified.returncode == 0, verified.stderr
-    report = cli(gateway, "audit", "report", "--format", "json")
-    import json
-
+    report = gateway.cli("audit", "report", "--format", "json")
     lines: list[dict[str, Any]] = json.loads(report.stdout)["events"]
     assert any(line["event"] == "audit-log" and "purge" in line["query"] for line in lines)
     assert any(line["event"] == "create" for line in lines)  # the one made after the moment
     tamper(gateway, f"DELETE FROM audit_events WHERE seq = {lines[0]['sequence']}")
-    assert cli(gateway, "audit", "verify").returncode == 3
+    assert gateway.cli("audit", "verify").returncode == 3

@@ -4,13 +4,12 @@ exception, and the DPO can see why."""
 
 from __future__ import annotations
 
-import itertools
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import LiveServer, Settings
+from harness import LiveServer, Settings, valid_bsns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "consent"))
 from consent_builders import consent_json, provision  # the consent package's own builders
@@ -27,16 +26,7 @@ LAB = {
 }
 
 
-def valid_bsns():
-    """Test BSNs (999...) that pass the elfproef, one per test so that none share a patient."""
-    for n in itertools.count(10_000):
-        candidate = f"9999{n:05d}"
-        weights = (9, 8, 7, 6, 5, 4, 3, 2, -1)
-        if sum(int(d) * w for d, w in zip(candidate, weights, strict=True)) % 11 == 0:
-            yield candidate
-
-
-BSNS = valid_bsns()
+BSNS = valid_bsns(999910000)  # one per test, so that none share a patient
 
 
 @pytest.fixture(scope="module")

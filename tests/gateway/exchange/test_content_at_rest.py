@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -97,22 +96,10 @@ def test_no_plaintext_of_a_pushed_document_is_in_the_store(server, network):
     assert retrieve(server, network.recipient, pdf_binary).content == PDF.read_bytes()
 
 
-def _cli(server, *args, env=None):
-    environment = {**os.environ, "ZORGBRUG_DATABASE_URL": server.settings.database_url}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(server.settings.data_dir)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_a_wrong_or_damaged_master_key_fails_loudly(server, network, tmp_path):
     push(server, network, b"inhoud")
     other = tmp_path / "other.key"
-    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(other)})
+    run = server.cli("orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(other)})
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "master key file" in run.stderr
     assert "Traceback" not in run.stderr
@@ -124,10 +111,10 @@ def test_a_wrong_or_damaged_master_key_fails_loudly(server, network, tmp_path):
         json.dump(
             {"current": kid, "keys": {kid: base64.b64encode(secrets.token_bytes(32)).decode()}}, out
         )
-    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
+    run = server.cli("orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
     assert run.returncode == 1 and "is not the key that encrypted" in run.stderr
     os.chmod(damaged, 0o644)
-    run = _cli(server, "orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
+    run = server.cli("orgs", "list", env={"ZORGBRUG_MASTER_KEY_FILE": str(damaged)})
     assert run.returncode == 1 and "chmod 600" in run.stderr
 
 
@@ -141,7 +128,7 @@ def test_rotation_rewraps_every_data_key_and_keeps_every_document_readable(serve
     binaries = [push(server, network, content) for content in contents]
     key_file = Path(server.settings.data_dir) / "master.key"
     before = json.loads(key_file.read_text())["current"]
-    run = _cli(server, "keys", "rotate", "--grace", "0.2")
+    run = server.cli("keys", "rotate", "--grace", "0.2")
     assert run.returncode == 0, run.stderr
     assert "re-wrapped" in run.stdout
     after = json.loads(key_file.read_text())
@@ -151,7 +138,7 @@ def test_rotation_rewraps_every_data_key_and_keeps_every_document_readable(serve
         assert retrieve(server, network.recipient, binary).content == content
     fresh = b"na de rotatie"
     assert retrieve(server, network.recipient, push(server, network, fresh)).content == fresh
-    assert _cli(server, "orgs", "list").returncode == 0  # the key checks agree with the file
+    assert server.cli("orgs", "list").returncode == 0  # the key checks agree with the file
 
 
 @pytest.mark.parametrize("size", [9 * 1024 * 1024 + 7])
