@@ -58,3 +58,6 @@ class RequestContext:
     return_preference: str = "representation"
     correlation_id: str | None = None  # X-Correlation-Id, when the caller sent one
     client_address: str | None = None  # where the request came from (for the audit record)
+    # Consulting the shared record (the clinician's viewer): only what consent or an emergency
+    # opens counts, not what another organisation addressed to the actor's for filing.
+    consulting: bool = False

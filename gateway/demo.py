@@ -43,7 +43,7 @@ HOSPITALS = [
     ("90000003", "Streekziekenhuis Duinzicht (demo)"),
 ]
 # Demo logins: <role>-<URA>, password "zorgbrug-demo-<role>" (demo only, never in production).
-DEMO_ROLES = ("clinician", "dpo")
+DEMO_ROLES = ("clinician", "assistant", "dpo")
 
 
 def demo_login(role: str, ura: str) -> tuple[str, str]:

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         default=3, description="Flag an agent refused access this many times."
     )
 
+    ui_idle_timeout_s: float = Field(
+        default=900.0, description="A web UI session ends after this long without a request."
+    )
+    ui_session_max_s: float = Field(
+        default=10 * 3600.0, description="... and after this long in all (one working day)."
+    )
+
     @model_validator(mode="after")
     def _lease_outlasts_timeout(self) -> Settings:
         if self.delivery_lease_s <= self.delivery_timeout_s:

@@ -34,6 +34,8 @@ from gateway.service.bundles import BundleProcessor
 from gateway.service.resources import ResourceService
 from gateway.settings import Settings
 from gateway.store.database import Database
+from gateway.ui.install import install as install_ui
+from gateway.ui.install import is_ui, ui_error, ui_gateway_error
 
 log = logging.getLogger("zorgbrug")
 
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.capability = _capability_cache()
     app.include_router(auth_router)  # before /fhir/{type}/{id} swallows .well-known
     app.include_router(fhir_router)
+    install_ui(app)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
@@ -127,10 +130,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def gateway_error(request: Request, error: GatewayError) -> Response:
         if error.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, error.diagnostics)
+        if is_ui(request):
+            return ui_gateway_error(request, error)
         return error_response(request, error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if is_ui(request):
+            return ui_error(request, error.status_code, str(error.detail))
         if error.status_code == 405:
             return error_response(
                 request,
@@ -143,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        if is_ui(request):
+            return ui_error(request, 400)
         return error_response(request, BadRequest(f"Malformed request: {error.errors()[:3]}"))
 
     @app.exception_handler(Exception)
@@ -150,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_id = getattr(request.state, "request_id", "?")
         log.exception("unexpected error in request %s", request_id)
         failure = GatewayError(f"Internal error; quote request id {request_id} to the operator")
+        if is_ui(request):
+            return ui_gateway_error(request, failure)
         return error_response(request, failure)
 
     return app

@@ -107,7 +107,9 @@ def _error_page(message: str) -> HTMLResponse:
 @router.get("/oauth/authorize")
 async def authorize_form(request: Request) -> HTMLResponse:
     try:
-        checked = await request.app.state.app_launch.check(dict(request.query_params))
+        checked = await request.app.state.app_launch.check(
+            dict(request.query_params), public_base(request)
+        )
     except AuthorizeError as error:
         return _error_page(str(error))
     return HTMLResponse(_login_page(checked), headers=_PAGE_HEADERS)
@@ -121,16 +123,20 @@ async def authorize_login(request: Request) -> HTMLResponse | RedirectResponse:
     form = dict(parse_qsl(body.decode("utf-8", "replace")))
     launch = request.app.state.app_launch
     try:
-        checked = await launch.check({k: form.get(k, "") for k in AUTHORIZE_FIELDS})
+        checked = await launch.check(
+            {k: form.get(k, "") for k in AUTHORIZE_FIELDS}, public_base(request)
+        )
     except AuthorizeError as error:
         return _error_page(str(error))
     username = form.get("username", "")
     outcome = await launch.login(checked, username, form.get("password", ""))
     if isinstance(outcome, tuple):
         url, user = outcome
-        await _audit(request, "login", user_actor(user), details=(("app", checked.client_id),))
+        await record_auth_event(
+            request, "login", user_actor(user), details=(("app", checked.client_id),)
+        )
         return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
-    await _audit(
+    await record_auth_event(
         request,
         "login",
         Actor("user", username[:200] or "(none)", name=username[:200] or None),
@@ -174,7 +180,7 @@ async def token(request: Request) -> JSONResponse:
             if grant == "authorization_code"
             else Actor("system", claimed_client(form.get("client_assertion", "")) or "(none)")
         )
-        await _audit(
+        await record_auth_event(
             request,
             "token",
             claimed,
@@ -184,7 +190,7 @@ async def token(request: Request) -> JSONResponse:
         )
         return _oauth_error(error)
     # No record, no token: a failure to audit answers 500 and the token is never sent.
-    await _audit(
+    await record_auth_event(
         request,
         "token",
         actor,
@@ -193,7 +199,7 @@ async def token(request: Request) -> JSONResponse:
     return JSONResponse(answer, headers=_NO_STORE)
 
 
-async def _audit(
+async def record_auth_event(
     request: Request,
     kind: str,
     actor: Actor,

@@ -36,6 +36,13 @@ AUTHORIZE_FIELDS = (
 )
 
 
+# The gateway's own web UI is a built-in public app: its redirect URI is /ui/callback on the
+# origin the person reached the gateway at, so it needs no registration per host name.
+UI_CLIENT_ID = "zorgbrug-ui"
+UI_CALLBACK_PATH = "/ui/callback"
+UI_SCOPE = "user/*.cruds"
+
+
 class AuthorizeError(Exception):
     """A request that must not be redirected back (unknown app or redirect URI)."""
 
@@ -65,10 +72,15 @@ class AppLaunch:
         self.db = db
         self.tokens = tokens
 
-    async def check(self, params: dict[str, str]) -> AuthorizeRequest:
-        """Validate an authorization request before showing the login form."""
+    async def check(self, params: dict[str, str], origin: str | None = None) -> AuthorizeRequest:
+        """Validate an authorization request before showing the login form; ``origin`` is the
+        scheme and host the request reached the gateway at."""
         client_id, redirect_uri = params.get("client_id", ""), params.get("redirect_uri", "")
-        registered = await self.db.read(lambda conn: app_redirects(conn, client_id))
+        registered: list[str] | None
+        if client_id == UI_CLIENT_ID:
+            registered = [f"{origin}{UI_CALLBACK_PATH}"] if origin else []
+        else:
+            registered = await self.db.read(lambda conn: app_redirects(conn, client_id))
         if registered is None:
             raise AuthorizeError("Unknown application (client_id).")
         if redirect_uri not in registered:
@@ -122,21 +134,7 @@ class AppLaunch:
 
     async def exchange(self, form: dict[str, str]) -> tuple[dict[str, Any], Actor]:
         """The token response for ``grant_type=authorization_code`` and whom it was issued to."""
-        for field in ("code", "client_id", "redirect_uri", "code_verifier"):
-            if not form.get(field):
-                raise OAuthError("invalid_request", f"{field} is required")
-        outcome = await self.db.write(
-            lambda conn: redeem_code(
-                conn,
-                code=form["code"],
-                client_id=form["client_id"],
-                redirect_uri=form["redirect_uri"],
-                verifier=form["code_verifier"],
-            )
-        )
-        if isinstance(outcome, str):
-            raise OAuthError("invalid_grant", outcome)
-        user, scope = outcome
+        user, scope = await self.redeem(form)
         access_token, _ = self.tokens.issue(
             {
                 "sub": user.user_id,
@@ -157,6 +155,24 @@ class AppLaunch:
             "organization": user.org_ura,
         }
         return answer, user_actor(user)
+
+    async def redeem(self, form: dict[str, str]) -> tuple[User, str]:
+        """The person and granted scope of an authorization code (used once, PKCE checked)."""
+        for field in ("code", "client_id", "redirect_uri", "code_verifier"):
+            if not form.get(field):
+                raise OAuthError("invalid_request", f"{field} is required")
+        outcome = await self.db.write(
+            lambda conn: redeem_code(
+                conn,
+                code=form["code"],
+                client_id=form["client_id"],
+                redirect_uri=form["redirect_uri"],
+                verifier=form["code_verifier"],
+            )
+        )
+        if isinstance(outcome, str):
+            raise OAuthError("invalid_grant", outcome)
+        return outcome
 
 
 def user_actor(user: User) -> Actor:

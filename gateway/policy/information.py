@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from consent import (
@@ -335,20 +335,23 @@ class PolicyInformation:
 
     @staticmethod
     def active_emergency(conn: Connection, actor_id: str, patient_key: str) -> bool:
+        return PolicyInformation.emergency_end(conn, actor_id, patient_key) is not None
+
+    @staticmethod
+    def emergency_end(conn: Connection, actor_id: str, patient_key: str) -> datetime | None:
+        """When the actor's emergency for the patient ends, if one holds now."""
         now = time.time_ns() // 1000
-        return (
-            conn.execute(
-                select(emergencies.c.emergency_id).where(
-                    and_(
-                        emergencies.c.actor_id == actor_id,
-                        emergencies.c.patient_key == patient_key,
-                        emergencies.c.start_us <= now,
-                        emergencies.c.end_us > now,
-                    )
+        end = conn.execute(
+            select(func.max(emergencies.c.end_us)).where(
+                and_(
+                    emergencies.c.actor_id == actor_id,
+                    emergencies.c.patient_key == patient_key,
+                    emergencies.c.start_us <= now,
+                    emergencies.c.end_us > now,
                 )
-            ).first()
-            is not None
-        )
+            )
+        ).scalar_one_or_none()
+        return from_us(end) if end is not None else None
 
 
 def _current(conn: Connection, reference: str, owner: str | None = None) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -238,7 +239,7 @@ class ResourceService:
             now_us=time.time_ns() // 1000,
             opt_out=self.settings.consent_policy == "opt-out",
         )
-        return organization_visible(organization, NETWORK, scope)
+        return organization_visible(organization, NETWORK, scope, addressed=not ctx.consulting)
 
     def ownership(self, ctx: RequestContext) -> Visibility:
         """The actor's own resources: what it may change."""
@@ -741,6 +742,10 @@ class ResourceService:
 
         return await self.in_write(ctx, work, interaction)
 
+    async def emergency_until(self, ctx: RequestContext, bsn: str) -> datetime | None:
+        """When the actor's own break-the-glass for this patient ends, if one holds now."""
+        return await self.db.read(lambda conn: self.policy.emergency_end(conn, ctx.actor.id, bsn))
+
     async def access_overview(self, ctx: RequestContext, patient_id: str) -> list[AccessLine]:
         """For a DPO: which organisations may see which data of this patient, and why."""
         interaction = Interaction("read", f"Patient/{patient_id[:64]}", query="$access")
@@ -1025,7 +1030,32 @@ class ResourceService:
         query = await self.precheck(ctx, interaction, parse)
         return await self.in_read(ctx, lambda conn: self.search_in(conn, ctx, query), interaction)
 
-    def search_in(self, conn: Connection, ctx: RequestContext, query: SearchQuery) -> bytes:
+    async def search_with_owners(
+        self, ctx: RequestContext, res_type: str, params: list[tuple[str, str]]
+    ) -> tuple[bytes, dict[str, str | None]]:
+        """Like ``search``, with the URA of the organisation holding each match (by id): for
+        views that mark every item with its source hospital."""
+        interaction = search_interaction(res_type, params)
+
+        def parse() -> SearchQuery:
+            check_type(res_type)
+            return self.parse_query(ctx, res_type, params, strict=True)
+
+        query = await self.precheck(ctx, interaction, parse)
+        owners: dict[str, str | None] = {}
+
+        def work(conn: Connection) -> bytes:
+            return self.search_in(conn, ctx, query, owners)
+
+        return await self.in_read(ctx, work, interaction), owners
+
+    def search_in(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        query: SearchQuery,
+        owners: dict[str, str | None] | None = None,
+    ) -> bytes:
         self._allow(ctx, query.resource_type, "s")
         # Included resources need read permission on every type they may be of.
         query.includes = [
@@ -1053,6 +1083,8 @@ class ResourceService:
             query.snapshot = repository.max_rid(conn)
         total = (conn.execute(count_statement(query, visible))).scalar_one()
         rows = (conn.execute(page_statement(query, visible))).all()
+        if owners is not None:
+            owners.update((row.res_id, row.owner_org) for row in rows)
         entries = [
             BundleEntry(
                 f"{base}/{row.res_id}",

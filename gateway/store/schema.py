@@ -208,6 +208,23 @@ apps = Table(
     Column("created_us", BigInteger, nullable=False),
 )
 
+# Web UI sessions (gateway.auth.sessions): the cookie carries a random token, the store its hash.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("org_ura", String(32), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("data", Text, nullable=False),  # JSON: the patient in view, never credentials
+    Column("created_us", BigInteger, nullable=False),
+    Column("seen_us", BigInteger, nullable=False),
+)
+Index("ix_ui_sessions_seen", ui_sessions.c.seen_us)
+
 authorization_codes = Table(
     "authorization_codes",
     metadata,

@@ -243,7 +243,7 @@ def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
         order.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
     order.append(r.c.rid.asc())
     return (
-        select(r.c.rid, r.c.res_id, r.c.content, r.c.sealed)
+        select(r.c.rid, r.c.res_id, r.c.content, r.c.sealed, r.c.owner_org)
         .where(*conditions)
         .order_by(*order)
         .limit(query.count)
@@ -311,20 +311,24 @@ class ConsentScope:
 
 
 def organization_visible(
-    organization: str | None, public_owner: str, scope: ConsentScope | None = None
+    organization: str | None,
+    public_owner: str,
+    scope: ConsentScope | None = None,
+    *,
+    addressed: bool = True,
 ) -> Visibility:
     """What an organisation sees: its own resources, the network's public ones (the directory),
-    what was addressed to it (once delivered), and, with a ``scope``, other organisations'
-    data that an agreement and the patient's consent (or a declared emergency) open to it."""
+    with ``addressed`` what was addressed to it (once delivered), and, with a ``scope``, other
+    organisations' data that an agreement and the patient's consent (or a declared emergency)
+    open to it."""
     shared = select(resource_shares.c.rid).where(
         resource_shares.c.org_ura == organization, resource_shares.c.active.is_(True)
     )
 
     def clause(alias: FromClause) -> ColumnElement[bool]:
-        paths: list[ColumnElement[bool]] = [
-            alias.c.owner_org.in_([organization, public_owner]),
-            alias.c.rid.in_(shared),
-        ]
+        paths: list[ColumnElement[bool]] = [alias.c.owner_org.in_([organization, public_owner])]
+        if addressed:
+            paths.append(alias.c.rid.in_(shared))
         if scope is not None and organization is not None:
             if "patient_key" in alias.c:
                 paths.append(_consented(alias, organization, scope))

@@ -1,0 +1,251 @@
+"""The UI's words in Dutch (the default) and English."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGUAGES = ("nl", "en")
+
+# key: (Dutch, English)
+_WORDS: dict[str, tuple[str, str]] = {
+    "app": ("Zorgbrug", "Zorgbrug"),
+    "skip": ("Naar de inhoud", "Skip to content"),
+    "logout": ("Uitloggen", "Log out"),
+    "login": ("Inloggen", "Log in"),
+    "login_intro": (
+        "Log in met uw account van uw ziekenhuis.",
+        "Log in with your hospital account.",
+    ),
+    "logged_in_as": ("Ingelogd als", "Logged in as"),
+    "language": ("English", "Nederlands"),
+    "nav_patients": ("Patiënten", "Patients"),
+    "nav_send": ("Document versturen", "Send a document"),
+    "nav_inbox": ("Ontvangen", "Inbox"),
+    "nav_sent": ("Verstuurd", "Sent"),
+    "nav_dpo": ("Overzicht", "Overview"),
+    "nav_audit": ("Auditlog", "Audit log"),
+    "nav_report": ("Inzageoverzicht", "Access report"),
+    "nav_consents": ("Toestemmingen", "Consents"),
+    "nav_agreements": ("Overeenkomsten", "Agreements"),
+    "role_clinician": ("Zorgverlener", "Clinician"),
+    "role_assistant": ("Medisch secretaresse", "Assistant"),
+    "role_dpo": ("Functionaris gegevensbescherming", "Data-protection officer"),
+    "role_admin": ("Beheerder", "Administrator"),
+    "no_pages": (
+        "Voor uw rol zijn er geen schermen; gebruik de opdrachtregel.",
+        "There are no screens for your role; use the command line.",
+    ),
+    "find_patient": ("Patiënt zoeken", "Find a patient"),
+    "bsn": ("BSN", "BSN"),
+    "or_name": ("of op naam en geboortedatum", "or by name and birth date"),
+    "family": ("Achternaam", "Family name"),
+    "birthdate": ("Geboortedatum", "Birth date"),
+    "search": ("Zoeken", "Search"),
+    "invalid_bsn": (
+        "Dit is geen geldig BSN (de elfproef klopt niet).",
+        "This is not a valid BSN (the eleven-test fails).",
+    ),
+    "need_bsn_or_name": (
+        "Vul een BSN in, of een achternaam en een geboortedatum.",
+        "Enter a BSN, or a family name and a birth date.",
+    ),
+    "no_patients": ("Geen patiënten gevonden.", "No patients found."),
+    "choose_patient": ("Kies de patiënt", "Choose the patient"),
+    "open": ("Openen", "Open"),
+    "patient": ("Patiënt", "Patient"),
+    "born": ("geboren", "born"),
+    "timeline": ("Tijdlijn", "Timeline"),
+    "nothing_visible": (
+        "Er zijn geen gegevens die u mag zien. Andere ziekenhuizen tonen gegevens alleen met "
+        "toestemming van de patiënt.",
+        "There is no data you may see. Other hospitals show data only with the patient's consent.",
+    ),
+    "date": ("Datum", "Date"),
+    "kind": ("Soort", "Kind"),
+    "description": ("Omschrijving", "Description"),
+    "source": ("Bron", "Source"),
+    "organisation": ("Organisatie", "Organisation"),
+    "all": ("Alle", "All"),
+    "from": ("Van", "From"),
+    "to": ("Tot en met", "To"),
+    "filter": ("Filteren", "Filter"),
+    "problems": ("Problemen", "Problems"),
+    "medication": ("Medicatie", "Medication"),
+    "allergies": ("Allergieën", "Allergies"),
+    "results": ("Uitslagen", "Results"),
+    "documents": ("Documenten", "Documents"),
+    "procedures": ("Verrichtingen", "Procedures"),
+    "encounters": ("Contacten", "Encounters"),
+    "reference_range": ("Referentiewaarden", "Reference range"),
+    "none": ("Geen", "None"),
+    "break_glass": ("Noodtoegang (break-the-glass)", "Emergency access (break the glass)"),
+    "break_glass_intro": (
+        "Alleen in een noodsituatie: u ziet dan tijdelijk alle gegevens van deze patiënt. "
+        "Dit wordt vastgelegd en door de functionaris gegevensbescherming gecontroleerd.",
+        "Only in an emergency: you will see all of this patient's data for a limited time. "
+        "This is recorded and reviewed by the data-protection officer.",
+    ),
+    "reason": ("Reden", "Reason"),
+    "declare": ("Noodtoegang starten", "Start emergency access"),
+    "emergency_banner": (
+        "NOODTOEGANG ACTIEF tot {until}: alle inzage wordt als noodgeval vastgelegd.",
+        "EMERGENCY ACCESS ACTIVE until {until}: every view is recorded as an emergency.",
+    ),
+    "reason_required": ("Een reden is verplicht.", "A reason is required."),
+    "consent": ("Toestemming", "Consent"),
+    "consents": ("Toestemmingen", "Consents"),
+    "consent_intro": (
+        "Leg vast welke organisaties de gegevens die uw ziekenhuis over deze patiënt heeft "
+        "mogen inzien.",
+        "Record which organisations may see the data your hospital holds on this patient.",
+    ),
+    "recipients": ("Ontvangers", "Recipients"),
+    "whole_network": ("Het hele netwerk", "The whole network"),
+    "categories": ("Gegevenscategorieën", "Data categories"),
+    "purpose": ("Doel", "Purpose"),
+    "purpose_TREAT": ("Behandeling", "Treatment"),
+    "purpose_ETREAT": ("Spoedbehandeling", "Emergency treatment"),
+    "valid_from": ("Geldig vanaf", "Valid from"),
+    "valid_to": ("Geldig tot", "Valid to"),
+    "scan": ("Gescand formulier (PDF, optioneel)", "Scanned form (PDF, optional)"),
+    "record_consent": ("Toestemming vastleggen", "Record consent"),
+    "revoke": ("Intrekken", "Revoke"),
+    "status": ("Status", "Status"),
+    "status_active": ("actief", "active"),
+    "status_inactive": ("ingetrokken", "revoked"),
+    "consent_recorded": ("Toestemming vastgelegd.", "Consent recorded."),
+    "consent_revoked": ("Toestemming ingetrokken.", "Consent revoked."),
+    "choose_recipient": ("Kies minstens één ontvanger.", "Choose at least one recipient."),
+    "choose_category": ("Kies minstens één categorie.", "Choose at least one category."),
+    "cat_treatment": ("Alle behandelgegevens", "All treatment data"),
+    "cat_results": ("Uitslagen", "Results"),
+    "cat_medication": ("Medicatie", "Medication"),
+    "cat_documents": ("Documenten (brieven, verslagen)", "Documents (letters, reports)"),
+    "cat_problems": ("Problemen", "Problems"),
+    "cat_allergies": ("Allergieën", "Allergies"),
+    "cat_procedures": ("Verrichtingen", "Procedures"),
+    "document": ("Document", "Document"),
+    "back_to_patient": ("Terug naar de patiënt", "Back to the patient"),
+    "pdf_inline": ("Het document (PDF)", "The document (PDF)"),
+    "download": ("Downloaden", "Download"),
+    "cannot_show": (
+        "Dit document kan niet worden getoond; u kunt het downloaden.",
+        "This document cannot be shown; you can download it.",
+    ),
+    "send_intro": (
+        "Verstuur een document naar een partnerziekenhuis. Het ziekenhuis ontvangt het direct "
+        "in zijn inbox.",
+        "Send a document to a partner hospital. The hospital receives it in its inbox at once.",
+    ),
+    "recipient": ("Ontvanger", "Recipient"),
+    "doc_type": ("Soort document", "Type of document"),
+    "title": ("Titel", "Title"),
+    "file": ("Bestand (PDF)", "File (PDF)"),
+    "send": ("Versturen", "Send"),
+    "sent_ok": ("Het document is verstuurd.", "The document was sent."),
+    "pdf_only": ("Kies een PDF-bestand.", "Choose a PDF file."),
+    "patient_name": ("Naam patiënt (optioneel)", "Patient name (optional)"),
+    "inbox_intro": (
+        "Documenten die partnerziekenhuizen aan uw ziekenhuis hebben gestuurd.",
+        "Documents partner hospitals sent to your hospital.",
+    ),
+    "sender": ("Afzender", "Sender"),
+    "received": ("Ontvangen", "Received"),
+    "mark_processed": ("Markeer als verwerkt", "Mark as processed"),
+    "processed": ("Verwerkt", "Processed"),
+    "new": ("Nieuw", "New"),
+    "nothing_received": ("Niets ontvangen.", "Nothing received."),
+    "sent_intro": (
+        "De status van wat uw ziekenhuis heeft verstuurd.",
+        "The status of what your hospital sent.",
+    ),
+    "nothing_sent": ("Nog niets verstuurd.", "Nothing sent yet."),
+    "task_requested": ("Klaargezet", "Waiting"),
+    "task_received": ("Opgehaald", "Picked up"),
+    "task_accepted": ("Opgehaald", "Picked up"),
+    "task_in-progress": ("In behandeling", "In progress"),
+    "task_completed": ("Verwerkt door ontvanger", "Processed by recipient"),
+    "task_cancelled": ("Mislukt", "Failed"),
+    "task_failed": ("Mislukt", "Failed"),
+    "task_rejected": ("Geweigerd", "Rejected"),
+    "sent_at": ("Verstuurd op", "Sent on"),
+    "dpo_intro": (
+        "Toezicht op inzage, toestemmingen en overeenkomsten van uw organisatie.",
+        "Oversight of access, consents and agreements of your organisation.",
+    ),
+    "chain": ("Integriteit van het auditlog", "Integrity of the audit log"),
+    "chain_ok": (
+        "Intact: {records} records gecontroleerd.",
+        "Intact: {records} records checked.",
+    ),
+    "chain_bad": (
+        "BESCHADIGD bij record {seq}: {problem}",
+        "DAMAGED at record {seq}: {problem}",
+    ),
+    "anomalies": ("Signalen", "Flags"),
+    "no_anomalies": ("Geen signalen.", "No flags."),
+    "emergencies": ("Noodtoegang", "Emergency access"),
+    "agreements": ("Overeenkomsten", "Agreements"),
+    "expires_soon": ("verloopt binnenkort", "expires soon"),
+    "expired": ("verlopen", "expired"),
+    "parties": ("Partijen", "Parties"),
+    "kind_processor": ("Verwerkersovereenkomst", "Processor agreement"),
+    "kind_data-sharing": ("Samenwerkingsovereenkomst", "Data-sharing agreement"),
+    "audit_search": ("Auditlog doorzoeken", "Search the audit log"),
+    "agent": ("Gebruiker of systeem", "User or system"),
+    "event_type": ("Soort gebeurtenis", "Event type"),
+    "outcome": ("Uitkomst", "Outcome"),
+    "outcome_any": ("Alle", "Any"),
+    "outcome_success": ("Geslaagd", "Success"),
+    "outcome_failure": ("Geweigerd of mislukt", "Refused or failed"),
+    "when": ("Wanneer", "When"),
+    "who": ("Wie", "Who"),
+    "role": ("Rol", "Role"),
+    "action": ("Actie", "Action"),
+    "data": ("Gegevens", "Data"),
+    "basis": ("Grondslag", "Basis"),
+    "emergency": ("Noodgeval", "Emergency"),
+    "yes": ("ja", "yes"),
+    "no": ("nee", "no"),
+    "no_events": ("Geen gebeurtenissen gevonden.", "No events found."),
+    "report_intro": (
+        "Het overzicht dat NEN 7513 vraagt: wie heeft de gegevens van deze patiënt ingezien, "
+        "wanneer, en op welke grondslag.",
+        "The overview NEN 7513 requires: who accessed this patient's data, when, and on which "
+        "basis.",
+    ),
+    "show": ("Tonen", "Show"),
+    "download_csv": ("Download CSV", "Download CSV"),
+    "consents_intro": (
+        "De toestemmingen van een patiënt en wat daardoor voor wie zichtbaar is.",
+        "A patient's consents and what they make visible to whom.",
+    ),
+    "access_overview": ("Wie mag wat zien", "Who may see what"),
+    "holder": ("Houder", "Holder"),
+    "permitted": ("Toegestaan", "Permitted"),
+    "explanation": ("Uitleg", "Explanation"),
+    "error": ("Fout", "Error"),
+    "forbidden": ("Dit scherm is niet voor uw rol.", "This page is not for your role."),
+    "session_expired": (
+        "Uw sessie is verlopen; log opnieuw in.",
+        "Your session has expired; please log in again.",
+    ),
+    "csrf_failed": (
+        "Het formulier is verlopen of niet van deze site; probeer het opnieuw.",
+        "The form expired or did not come from this site; please try again.",
+    ),
+    "not_found": ("Niet gevonden.", "Not found."),
+    "no_patient": ("Kies eerst een patiënt.", "Choose a patient first."),
+}
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``t(key, **values)`` in ``lang`` (unknown keys show as themselves, so a gap is visible)."""
+    index = 1 if lang == "en" else 0
+
+    def t(key: str, **values: object) -> str:
+        words = _WORDS.get(key)
+        text = words[index] if words else key
+        return text.format(**values) if values else text
+
+    return t
