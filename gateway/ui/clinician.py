@@ -118,7 +118,7 @@ async def find(current: Annotated[Page, Depends(page)]) -> Response:
 @router.get("/ui/patient")
 async def patient(current: Annotated[Page, Depends(page)]) -> Response:
     current.require("clinician")
-    bsn = _patient_in_view(current)
+    bsn = patient_in_view(current)
     ctx = current.context(consulting=True)
     emergency = await current.service.emergency_until(ctx, bsn)
     header = header_of(await patients_with_bsn(current.service, ctx, bsn))
@@ -143,7 +143,7 @@ async def patient(current: Annotated[Page, Depends(page)]) -> Response:
 async def break_the_glass(current: Annotated[Page, Depends(page)]) -> Response:
     current.require("clinician")
     form = await current.form()
-    bsn = _patient_in_view(current)
+    bsn = patient_in_view(current)
     reason = text(form, "reason", 500)
     if not reason:
         raise PageError(422, "reason_required")
@@ -187,8 +187,13 @@ async def document(current: Annotated[Page, Depends(page)], doc_id: str) -> Resp
 @router.get("/ui/documents/{doc_id}/content")
 async def document_content(current: Annotated[Page, Depends(page)], doc_id: str) -> Response:
     current.require("clinician")
-    ctx = current.context(consulting=True)
-    attachment = _attachment(await _document_reference(current, doc_id))
+    return await serve_content(current, doc_id, consulting=True)
+
+
+async def serve_content(current: Page, doc_id: str, *, consulting: bool) -> Response:
+    """A document's content: inline when a browser shows it inertly, else as a download."""
+    ctx = current.context(consulting=consulting)
+    attachment = _attachment(await _document_reference(current, doc_id, consulting=consulting))
     content_type = str(attachment.get("contentType") or "application/octet-stream")
     media = content_type.split(";")[0].strip()
     if current.request.query_params.get("embedded") and media in CDA_TYPES:
@@ -229,15 +234,17 @@ def _content_headers(doc_id: str, media: str) -> dict[str, str]:
     }
 
 
-def _patient_in_view(current: Page) -> str:
+def patient_in_view(current: Page) -> str:
     bsn = (current.session.data if current.session else {}).get("patient")
     if not isinstance(bsn, str) or not bsn:
         raise PageError(409, "no_patient")
     return bsn
 
 
-async def _document_reference(current: Page, doc_id: str) -> dict[str, Any]:
-    ctx = current.context(consulting=True)
+async def _document_reference(
+    current: Page, doc_id: str, *, consulting: bool = True
+) -> dict[str, Any]:
+    ctx = current.context(consulting=consulting)
     try:
         result = await current.service.read(ctx, "DocumentReference", doc_id)
     except GatewayError as error:

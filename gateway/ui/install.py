@@ -9,10 +9,10 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.errors import GatewayError
-from gateway.ui import clinician, login
+from gateway.ui import assistant, clinician, consent_pages, dpo, login
 from gateway.ui.web import LoginRequired, PageError, error_page, login_redirect
 
-ROUTERS = (login.router, clinician.router)
+ROUTERS = (login.router, clinician.router, consent_pages.router, assistant.router, dpo.router)
 
 
 def install(app: FastAPI) -> None:

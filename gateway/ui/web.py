@@ -169,6 +169,9 @@ async def page(request: Request) -> Page:
     current = Page(request, session, lang)
     if expired:
         current.flash.append(current.t("session_expired"))
+    if session is not None and "notice" in session.data:  # said once, after a redirect
+        current.flash.append(current.t(str(session.data.pop("notice"))))
+        await current.remember()
     return current
 
 
