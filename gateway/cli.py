@@ -108,7 +108,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"demo clients and their keys: {settings.data_dir / 'demo'}/<URA>/ "
         "(URAs 90000001, 90000002, 90000003)"
     )
-    print("demo logins:  clinician-<URA> / zorgbrug-demo-clinician, dpo-<URA> / zorgbrug-demo-dpo")
+    print(
+        "demo logins:  <role>-<URA> / zorgbrug-demo-<role> for role clinician, assistant or dpo"
+    )
+    print("web UI:       http://127.0.0.1:8080/ui/")
     print("get a token:  TOKEN=$(.venv/bin/zorgbrug demo-token --org 90000001)")
     print('then:         curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/fhir/Patient')
     return 0

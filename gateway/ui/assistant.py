@@ -67,9 +67,9 @@ async def send(current: Annotated[Page, Depends(page)]) -> Response:
             bsn = text(form, "bsn", 20).replace(" ", "")
             content, content_type = await _uploaded_pdf(current, form)
         if not is_valid_bsn(bsn):
-            return await _send_page(current, current.t("invalid_bsn"), 422)
+            return await _send_page(current, current.t("invalid_bsn"), 422, form)
         if not recipient or recipient == session.org_ura:
-            return await _send_page(current, current.t("choose_recipient"), 422)
+            return await _send_page(current, current.t("choose_recipient"), 422, form)
         bundle = provide_document_bundle(
             content=content,
             content_type=content_type,
@@ -82,11 +82,11 @@ async def send(current: Annotated[Page, Depends(page)]) -> Response:
         )
         await current.request.app.state.documents.provide(ctx, bundle)
     except _Refused as refused:
-        return await _send_page(current, current.t(refused.key), 422)
+        return await _send_page(current, current.t(refused.key), 422, form)
     except GatewayError as error:
         if error.status >= 500:
             raise
-        return await _send_page(current, error.diagnostics, error.status)
+        return await _send_page(current, error.diagnostics, error.status, form)
     await current.remember(notice="sent_ok")
     return redirect("/ui/sent")
 
@@ -137,7 +137,13 @@ class _Refused(Exception):
         self.key = key
 
 
-async def _send_page(current: Page, message: str | None = None, status: int = 200) -> Response:
+async def _send_page(
+    current: Page,
+    message: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+) -> Response:
+    """The send form; after a refusal, with what was filled in (but not the file)."""
     session = current.signed_in
     partners = [o for o in await list_organizations(current.service) if o.ura != session.org_ura]
     body, owners = await current.service.search_with_owners(
@@ -163,6 +169,7 @@ async def _send_page(current: Page, message: str | None = None, status: int = 20
         partners=partners,
         types=DOCUMENT_TYPES,
         own=own,
+        values={k: text(form, k) for k in ("recipient", "bsn", "type", "title")} if form else {},
     )
 
 
