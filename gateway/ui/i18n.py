@@ -256,6 +256,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "next_page": ("Volgende pagina", "Next page"),
     "rule": ("Regel", "Rule"),
     "rules": ("Regels", "Rules"),
+    "category": ("Categorie", "Category"),
     "recorded": ("Vastgelegd", "Recorded"),
     "period": ("Periode", "Period"),
     "all_data": ("alle gegevens", "all data"),
