@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ./var
 
-.PHONY: run test bench lint install dev clean
+.PHONY: run test bench lint install dev clean axe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,19 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint
+# axe-core for the browser tests' accessibility checks (tests/ui/), from the npm registry; the
+# tests skip those checks, saying why, when it could not be installed.
+AXE_JS := .cache/axe/node_modules/axe-core/axe.min.js
+
+axe: $(AXE_JS)
+
+$(AXE_JS):
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "axe: npm not found; the accessibility checks of tests/ui will be skipped"; exit 0; }; \
+	npm install --silent --no-save --no-audit --no-fund --prefix .cache/axe axe-core@4 \
+	  || echo "axe: could not install axe-core; the accessibility checks of tests/ui will be skipped"
+
+test: lint axe
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 bench: dev
