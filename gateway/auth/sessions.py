@@ -95,7 +95,7 @@ def load_session(conn: Connection, token: str, *, idle_s: float, max_s: float) -
     ):
         conn.execute(delete(ui_sessions).where(ui_sessions.c.token_hash == digest))
         return None
-    if now - row.seen_us > _TOUCH_AFTER_US:
+    if now - row.seen_us > min(_TOUCH_AFTER_US, idle_s * 250_000):  # a quarter of idle_s
         conn.execute(
             update(ui_sessions).where(ui_sessions.c.token_hash == digest).values(seen_us=now)
         )

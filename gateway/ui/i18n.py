@@ -178,6 +178,11 @@ _WORDS: dict[str, tuple[str, str]] = {
         "Oversight of access, consents and agreements of your organisation.",
     ),
     "chain": ("Integriteit van het auditlog", "Integrity of the audit log"),
+    "chain_check": ("Nu controleren", "Check now"),
+    "chain_check_intro": (
+        "Controleer of geen enkel auditrecord is gewijzigd, verwijderd of ingevoegd.",
+        "Check that no audit record was changed, removed or inserted.",
+    ),
     "chain_ok": (
         "Intact: {records} records gecontroleerd.",
         "Intact: {records} records checked.",

@@ -71,6 +71,7 @@ class Page:
     session: Session | None
     lang: str
     flash: list[str] = field(default_factory=list)
+    expired: bool = False  # a session cookie came, but its session has ended
 
     @property
     def t(self) -> Callable[..., str]:
@@ -79,7 +80,7 @@ class Page:
     @property
     def signed_in(self) -> Session:
         if self.session is None:
-            raise LoginRequired()
+            raise LoginRequired(self.expired)
         return self.session
 
     def require(self, *roles: str) -> Session:
@@ -166,8 +167,8 @@ async def page(request: Request) -> Page:
             )
         )
         expired = session is None
-    current = Page(request, session, lang)
-    if expired:
+    current = Page(request, session, lang, expired=expired)
+    if expired or (session is None and request.query_params.get("expired")):
         current.flash.append(current.t("session_expired"))
     if session is not None and "notice" in session.data:  # said once, after a redirect
         current.flash.append(current.t(str(session.data.pop("notice"))))

@@ -169,8 +169,7 @@ def http_log_in(base_url: str, username: str, password: str) -> UiSession:
         headers={"Cookie": f"{SESSION_COOKIE}={cookie.value}"},
         timeout=60,
     )
-    # The token sits in every signed-in page (the logout form); not in a role's home that is
-    # not built yet, which answers 404.
+    # The token sits in every signed-in page (the logout form).
     csrf = hidden_fields(home.text).get("csrf", "")
-    assert csrf or home.status_code == 404, (home.status_code, home.text[:300])
+    assert csrf, (home.status_code, home.text[:300])
     return UiSession(base_url, cookie.value, csrf, cookie)

@@ -306,7 +306,10 @@ def test_an_invalid_bsn_is_refused_with_422(world):
 def test_the_overview_shows_the_chain_intact_an_emergency_and_agreements_to_renew(world):
     answer = world["dpo"].get("/ui/dpo")
     assert answer.status_code == 200, answer.text
-    assert 'id="chain-ok"' in answer.text and "Intact" in answer.text
+    assert 'id="chain-ok"' not in answer.text  # the whole chain is read only on request
+    checked = world["dpo"].post("/ui/dpo/verify", {})
+    assert checked.status_code == 200, checked.text
+    assert 'id="chain-ok"' in checked.text and "Intact" in checked.text
     (declaration,) = rows(answer.text, "emergencies")
     assert world["far_clinician"] in declaration and "reanimatie op de SEH" in declaration
     (flag,) = [r for r in rows(answer.text, "flags") if world["far_clinician"] in r]
