@@ -108,9 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"demo clients and their keys: {settings.data_dir / 'demo'}/<URA>/ "
         "(URAs 90000001, 90000002, 90000003)"
     )
-    print(
-        "demo logins:  <role>-<URA> / zorgbrug-demo-<role> for role clinician, assistant or dpo"
-    )
+    print("demo logins:  <role>-<URA> / zorgbrug-demo-<role> for role clinician, assistant or dpo")
     print("web UI:       http://127.0.0.1:8080/ui/")
     print("get a token:  TOKEN=$(.venv/bin/zorgbrug demo-token --org 90000001)")
     print('then:         curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/fhir/Patient')
@@ -270,6 +268,21 @@ def cmd_clients_disable(args: argparse.Namespace) -> int:
     if not found:
         raise ValueError(f"no client {args.client_id}")
     print(f"disabled {args.client_id}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    from gateway.auth.people import disable_user
+
+    found = asyncio.run(
+        _with_service(
+            _settings(args),
+            lambda service: service.db.write(lambda conn: disable_user(conn, args.username)),
+        )
+    )
+    if not found:
+        raise ValueError(f"no user {args.username}")
+    print(f"disabled {args.username}")
     return 0
 
 
@@ -846,6 +859,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-file", help="file holding the password (else one is generated and shown once)"
     )
     users_add.set_defaults(run=cmd_users_add, admin="admin-account")
+    users_disable = people_commands.add_parser(
+        "disable", parents=[common], help="end a person's access (logins, tokens, UI sessions)"
+    )
+    users_disable.add_argument("username")
+    users_disable.set_defaults(run=cmd_users_disable, admin="admin-account")
 
     applications = commands.add_parser("apps", help="SMART apps people log in to")
     apps_commands = applications.add_subparsers(

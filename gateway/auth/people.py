@@ -96,6 +96,12 @@ def authenticate(conn: Connection, username: str, password: str) -> LoginResult:
     return LoginResult(None, failures, locked)
 
 
+def disable_user(conn: Connection, username: str) -> bool:
+    """Disable a person: no more logins, tokens or UI sessions (checked on every use)."""
+    result = conn.execute(update(users).where(users.c.username == username).values(disabled=True))
+    return bool(result.rowcount)
+
+
 def is_active_user(conn: Connection, user_id: str) -> bool:
     disabled = conn.execute(
         select(users.c.disabled).where(users.c.user_id == user_id)
