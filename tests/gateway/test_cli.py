@@ -34,11 +34,12 @@ def run(*args, env=None, timeout=120):
 def test_demo_is_idempotent_and_serve_shows_it(database, tmp_path):
     first = run("demo", "--data-dir", str(tmp_path), "--database-url", database.url)
     assert first.returncode == 0, first.stderr
-    assert "19 resources created, 0 already present" in first.stdout
+    assert "22 resources created, 0 already present" in first.stdout
     second = run("demo", "--data-dir", str(tmp_path), env={"ZORGBRUG_DATABASE_URL": database.url})
-    assert "0 resources created, 19 already present" in second.stdout
+    assert "0 resources created, 22 already present" in second.stdout
     key_file = tmp_path / "demo" / "90000002" / "private_key.jwk.json"
     assert key_file.stat().st_mode & 0o777 == 0o600
+    assert "assistant" in first.stdout and "/ui/" in first.stdout  # the demo logins and the UI
 
     port = free_port()
     server = subprocess.Popen(

@@ -13,7 +13,10 @@ import pytest
 from browser import CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, it keeps an event loop going
+# in the worker's main thread, and every later test file of that worker that calls asyncio.run
+# (the harness does) would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium not installed (apt-get install chromium)")
