@@ -24,11 +24,47 @@ _DOCS = {
 }
 
 
+# The audit log is written by the gateway only and read by DPOs (gateway.service.audit_log):
+# read and search with BALP's parameters (patient by BSN), and its operations.
+AUDIT_PARAMS = (
+    ("patient", "token", "The patient's BSN (http://fhir.nl/fhir/NamingSystem/bsn|...)"),
+    ("agent", "token", "The user or system client id"),
+    ("agent-organization", "token", "The URA of the agent's organisation"),
+    ("date", "date", "When the event was recorded (prefixes eq, ge, gt, le, lt)"),
+    ("type", "token", "Event type or subtype code"),
+    ("subtype", "token", "Event subtype code (read, search-type, ITI-68, ...)"),
+    ("outcome", "token", "0 success, 4 refused, 8 or 12 failed"),
+    ("action", "token", "C, R, U, D or E"),
+)
+AUDIT_OPERATIONS = ("report", "anomalies", "verify")
+OPERATION_BASE = "http://zorgbrug.nl/fhir/OperationDefinition/AuditEvent-"
+
+
+def audit_event_capability() -> dict[str, Any]:
+    return {
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "The audit trail (IHE BALP, NEN 7513): for data-protection officers, "
+        "about their own organisation and its patients; never written through the API.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {"name": name, "type": kind, "documentation": text}
+            for name, kind, text in AUDIT_PARAMS
+        ],
+        "operation": [
+            {"name": name, "definition": f"{OPERATION_BASE}{name}"} for name in AUDIT_OPERATIONS
+        ],
+    }
+
+
 def capability_statement(base_url: str, published: str) -> dict[str, Any]:
     """A truthful statement: every interaction and parameter listed here works."""
     params = registry()
     resources = []
     for res_type in sorted(RESOURCE_TYPES):
+        if res_type == "AuditEvent":
+            resources.append(audit_event_capability())
+            continue
         search = params.for_type(res_type)
         references = sorted(p.code for p in search.values() if p.type == "reference")
         resources.append(

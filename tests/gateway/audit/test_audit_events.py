@@ -478,3 +478,37 @@ def test_verify_reports_an_intact_log(server, world):
     checked = world["dpo"].get("/AuditEvent/$verify")
     assert checked.status_code == 200
     assert checked.json()["parameter"][0] == {"name": "intact", "valueBoolean": True}
+
+
+AUDIT_SAMPLES = {
+    "patient": f"{BSN}|{PATIENT_BSN}",
+    "agent": "someone",
+    "agent-organization": f"{URA}|{SENDER}",
+    "date": "ge2020-01-01",
+    "type": "read",
+    "subtype": "read",
+    "outcome": "0",
+    "action": "R",
+}
+
+
+def test_the_capability_statement_lists_what_the_audit_log_really_offers(server, world):
+    with server.client() as fhir:
+        statement = fhir.get("/metadata").json()
+    (audit,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "AuditEvent"]
+    assert [i["code"] for i in audit["interaction"]] == ["read", "search-type"]
+    listed = {p["name"] for p in audit["searchParam"]}
+    assert listed == set(AUDIT_SAMPLES)
+    dpo = world["dpo"]
+    for name, value in AUDIT_SAMPLES.items():
+        answer = dpo.get("/AuditEvent", params={name: value})
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.json()["type"] == "searchset"
+    for operation in audit["operation"]:
+        params = {"patient": AUDIT_SAMPLES["patient"]} if operation["name"] == "report" else {}
+        answer = dpo.get(f"/AuditEvent/${operation['name']}", params=params)
+        assert answer.status_code == 200, (operation, answer.text)
+    # What it does not list, it refuses: the gateway alone writes the log.
+    with server.client() as fhir:
+        written = fhir.post("/AuditEvent", json={"resourceType": "AuditEvent"})
+    assert written.status_code == 405
