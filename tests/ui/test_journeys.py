@@ -10,6 +10,7 @@ and checked with axe-core.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Network:
     url: str
     bsn: str
     family: str
+    holder: Any  # hospital A's integration (tests/harness.py Hospital)
 
 
 def person(server: LiveServer, ura: str, role: str) -> str:
@@ -102,7 +104,7 @@ def seed(server: LiveServer) -> Network:
         (C, "clinician"),
     ):
         person(server, ura, role)
-    return Network(server.url, bsn, "Vermeulen")
+    return Network(server.url, bsn, "Vermeulen", hospitals[A])
 
 
 class Browsers:
@@ -292,6 +294,77 @@ def test_the_recipient_marks_the_letter_processed_and_the_sender_sees_it(
     sender.goto(network.url + "/ui/sent")
     done = sender.locator("#sent tbody tr", has_text="Operatieverslag").first
     assert done.locator("td[data-status]").get_attribute("data-status") == "completed"
+
+
+def test_the_record_filters_opens_a_cda_letter_as_safe_html_and_fits_a_tablet(
+    network: Network, browsers: Browsers, server: LiveServer
+) -> None:
+    off_loop(store_cda_letter, server, network)
+    tablet = browsers.as_(
+        network, A, "clinician", viewport={"width": 768, "height": 1024}, bypass_csp=True
+    )
+    open_patient(tablet, network.bsn)
+    # Nothing wider than the screen: no sideways scrolling of the page on a tablet.
+    assert tablet.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    tablet.select_option("#f-kind", "results")
+    tablet.get_by_role("button", name="Filteren").click()
+    tablet.wait_for_load_state()
+    kinds = tablet.locator("#timeline-items tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.kind)"
+    )
+    assert kinds and set(kinds) == {"results"}, kinds
+    tablet.select_option("#f-kind", "documents")
+    tablet.get_by_role("button", name="Filteren").click()
+    tablet.wait_for_load_state()
+    tablet.get_by_role("link", name=CDA_TITLE).click()
+    tablet.wait_for_url("**/ui/documents/*")
+    article = tablet.locator("article.cda")
+    assert article.locator("h2").count() >= 3  # the document's sections, as headings
+    assert article.locator("script").count() == 0
+    assert tablet.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(tablet, "clinician-cda-tablet")
+    assert_accessible(tablet)
+
+    # The assistant sends that same letter on, picked from the hospital's own documents.
+    assistant = browsers.as_(network, A, "assistant")
+    assistant.select_option("#recipient", B)
+    letter = assistant.locator("#existing option", has_text=CDA_TITLE).get_attribute("value")
+    assistant.select_option("#existing", letter)
+    assistant.locator("form.card button[type=submit]").click()
+    assistant.wait_for_url("**/ui/sent")
+    newest = assistant.locator("#sent tbody tr").first
+    assert NAMES[B] in newest.inner_text() and "Vermeulen" in newest.inner_text()
+
+
+CDA = SHARED / "c-cda" / "documents" / "CCD" / "CCD_1" / "CCD.XML"
+CDA_TITLE = "Samenvatting huisarts (CCD)"
+
+
+def store_cda_letter(server: LiveServer, network: Network) -> None:
+    """A real C-CDA document (HL7's CCD sample) filed by hospital A for the patient."""
+    with server.client(network.holder) as fhir:
+        patient = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{network.bsn}"}).json()[
+            "entry"
+        ][0]["resource"]
+        answer = fhir.post(
+            "/DocumentReference",
+            json={
+                "resourceType": "DocumentReference",
+                "status": "current",
+                "description": CDA_TITLE,
+                "subject": {"reference": f"Patient/{patient['id']}"},
+                "date": "2026-09-01T10:00:00+02:00",
+                "content": [
+                    {
+                        "attachment": {
+                            "contentType": "application/hl7-v3+xml",
+                            "data": base64.b64encode(CDA.read_bytes()).decode(),
+                        }
+                    }
+                ],
+            },
+        )
+        assert answer.status_code == 201, answer.text
 
 
 def test_english_toggle_and_a_refused_upload(network: Network, browsers: Browsers) -> None:
