@@ -74,6 +74,9 @@ class AuditScope:
     interaction: Interaction
     correlation_id: str | None = None
     purpose: str = "TREAT"
+    # False when only consent or an emergency could open the data (the clinician's viewer):
+    # then "addressed to the organisation" is no basis of what was seen.
+    addressed: bool = True
     touches: list[Touch] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     named_patient: str | None = None  # the BSN a query was about, when it named one

@@ -48,8 +48,7 @@ def audit_event_capability() -> dict[str, Any]:
         "about their own organisation and its patients; never written through the API.",
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "searchParam": [
-            {"name": name, "type": kind, "documentation": text}
-            for name, kind, text in AUDIT_PARAMS
+            {"name": name, "type": kind, "documentation": text} for name, kind, text in AUDIT_PARAMS
         ],
         "operation": [
             {"name": name, "definition": f"{OPERATION_BASE}{name}"} for name in AUDIT_OPERATIONS

@@ -30,16 +30,24 @@ from gateway.store.schema import resource_shares
 class BasisFinder:
     """``basis_of`` for one call's AuditScope (see gateway.audit.scope.BasisOf)."""
 
-    def __init__(self, policy: PolicyInformation, agent: Agent, purpose: str = READ_PURPOSE):
+    def __init__(
+        self,
+        policy: PolicyInformation,
+        agent: Agent,
+        purpose: str = READ_PURPOSE,
+        *,
+        addressed: bool = True,
+    ):
         self.policy = policy
         self.agent = agent
         self.purpose = purpose
+        self.addressed = addressed
         self._directory: dict[str, frozenset[str]] | None = None
         self._facts: dict[str, PolicyFacts] = {}
 
     def __call__(self, conn: Connection, touch: Touch) -> Basis:
         organization = self.agent.organization or ""
-        if touch.rid is not None and _addressed(conn, touch.rid, organization):
+        if self.addressed and touch.rid is not None and _addressed(conn, touch.rid, organization):
             return Basis(
                 "referral",
                 "addressed-to-organisation",

@@ -280,7 +280,7 @@ class ResourceService:
         if scope is None:
             return
         touch = stored.touch("R")
-        basis = BasisFinder(self.policy, scope.agent)(conn, touch)
+        basis = self._basis_finder(scope)(conn, touch)
         if basis.kind == "unknown":  # not a consent matter: the data was never shared at all
             basis = Basis(
                 "denied", "not-shared", explanation="another organisation's data, not shared"
@@ -324,7 +324,10 @@ class ResourceService:
             attach(conn, scope)
             try:
                 result = self._guarded(conn, ctx, work)
-                self.audit.append(conn, scope.facts(conn, BasisFinder(self.policy, scope.agent)))
+                self.audit.append(
+                    conn,
+                    scope.facts(conn, self._basis_finder(scope)),
+                )
                 return result
             finally:
                 attach(conn, None)
@@ -343,7 +346,7 @@ class ResourceService:
             attach(conn, scope)
             try:
                 result = self._guarded(conn, ctx, work)
-                facts = scope.facts(conn, BasisFinder(self.policy, scope.agent))
+                facts = scope.facts(conn, self._basis_finder(scope))
                 return result, self.audit.rows(facts)
             finally:
                 attach(conn, None)
@@ -369,7 +372,11 @@ class ResourceService:
             interaction=interaction,
             correlation_id=ctx.correlation_id,
             purpose=ctx.purpose,
+            addressed=not ctx.consulting,
         )
+
+    def _basis_finder(self, scope: AuditScope) -> BasisFinder:
+        return BasisFinder(self.policy, scope.agent, addressed=scope.addressed)
 
     @asynccontextmanager
     async def refusals_audited(self, scope: AuditScope) -> AsyncIterator[None]:

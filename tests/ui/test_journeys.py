@@ -218,6 +218,8 @@ def test_a_letter_sent_by_the_assistant_is_seen_by_the_partner_only_after_consen
     lines = [line for line in report.splitlines() if viewer in line]
     assert lines, report
     assert any("onsent" in line for line in lines), lines  # consent/Consent basis named
+    # In the viewer, that the letter was also addressed to B is no basis: consent opened it.
+    assert not any("referral" in line for line in lines), lines
     screenshot(dpo, "dpo-report")
     assert_accessible(dpo)
 
