@@ -1042,19 +1042,35 @@ class ResourceService:
     ) -> tuple[bytes, dict[str, str | None]]:
         """Like ``search``, with the URA of the organisation holding each match (by id): for
         views that mark every item with its source hospital."""
-        interaction = search_interaction(res_type, params)
+        return (await self.search_together(ctx, [(res_type, params)]))[0]
 
-        def parse() -> SearchQuery:
-            check_type(res_type)
-            return self.parse_query(ctx, res_type, params, strict=True)
+    async def search_together(
+        self, ctx: RequestContext, queries: list[tuple[str, list[tuple[str, str]]]]
+    ) -> list[tuple[bytes, dict[str, str | None]]]:
+        """Several searches as one audited call (one screen about one patient): one event per
+        patient, holder and basis, instead of one per search. Each answer comes with the URA
+        of the organisation holding each match."""
+        if len(queries) == 1:
+            interaction = search_interaction(*queries[0])
+        else:
+            asked = "; ".join(str(search_interaction(t, p).query) for t, p in queries)
+            interaction = Interaction("search-type", None, query=asked[:2000])
 
-        query = await self.precheck(ctx, interaction, parse)
-        owners: dict[str, str | None] = {}
+        def parse() -> list[SearchQuery]:
+            for res_type, _params in queries:
+                check_type(res_type)
+            return [self.parse_query(ctx, t, p, strict=True) for t, p in queries]
 
-        def work(conn: Connection) -> bytes:
-            return self.search_in(conn, ctx, query, owners)
+        parsed = await self.precheck(ctx, interaction, parse)
 
-        return await self.in_read(ctx, work, interaction), owners
+        def work(conn: Connection) -> list[tuple[bytes, dict[str, str | None]]]:
+            answers = []
+            for query in parsed:
+                owners: dict[str, str | None] = {}
+                answers.append((self.search_in(conn, ctx, query, owners), owners))
+            return answers
+
+        return await self.in_read(ctx, work, interaction)
 
     def search_in(
         self,

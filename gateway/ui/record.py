@@ -63,13 +63,19 @@ async def patients_with_bsn(
 
 async def patient_record(service: ResourceService, ctx: RequestContext, bsn: str) -> list[Item]:
     """Every item of the patient the person may see, newest first."""
-    items: list[Item] = []
-    for res_type, kind in KINDS.items():
+    queries = []
+    for res_type in KINDS:
         params = [("patient.identifier", f"{BSN_SYSTEM}|{bsn}"), ("_count", _MAX_PER_TYPE)]
         if res_type == "DocumentReference":
             params.append(("status", "current"))  # a replaced letter shows once, as its successor
-        for resource, owner in await _search(service, ctx, res_type, params):
-            items.append(describe(resource, kind, owner))
+        queries.append((res_type, params))
+    # One audited call: the DPO sees one view of the record, not a line per resource type.
+    answers = await service.search_together(ctx, queries)
+    items = [
+        describe(resource, KINDS[res_type], owner)
+        for (res_type, _params), answer in zip(queries, answers, strict=True)
+        for resource, owner in _matches(*answer)
+    ]
     items.sort(key=lambda item: item.date or "", reverse=True)
     return items
 
@@ -87,7 +93,10 @@ def header_of(patients: list[tuple[dict[str, Any], str | None]]) -> PatientHeade
 async def _search(
     service: ResourceService, ctx: RequestContext, res_type: str, params: list[tuple[str, str]]
 ) -> list[tuple[dict[str, Any], str | None]]:
-    body, owners = await service.search_with_owners(ctx, res_type, params)
+    return _matches(*await service.search_with_owners(ctx, res_type, params))
+
+
+def _matches(body: bytes, owners: dict[str, str | None]) -> list[tuple[dict[str, Any], str | None]]:
     bundle = orjson.loads(body)
     found = []
     for entry in bundle.get("entry") or []:
