@@ -21,9 +21,7 @@ from gateway.ui.cda_view import CdaViewError, render_cda
 from gateway.ui.record import (
     BSN_SYSTEM,
     KINDS,
-    header_of,
     patient_record,
-    patients_with_bsn,
     person_name,
 )
 from gateway.ui.web import Page, PageError, page, redirect, text
@@ -121,8 +119,7 @@ async def patient(current: Annotated[Page, Depends(page)]) -> Response:
     bsn = patient_in_view(current)
     ctx = current.context(consulting=True)
     emergency = await current.service.emergency_until(ctx, bsn)
-    header = header_of(await patients_with_bsn(current.service, ctx, bsn))
-    items = await patient_record(current.service, ctx, bsn)
+    header, items = await patient_record(current.service, ctx, bsn)
     filters = Filters.of(current)
     names = await organisation_names(current)
     return current.render(

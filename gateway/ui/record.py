@@ -61,23 +61,25 @@ async def patients_with_bsn(
     return await _search(service, ctx, "Patient", [("identifier", f"{BSN_SYSTEM}|{bsn}")])
 
 
-async def patient_record(service: ResourceService, ctx: RequestContext, bsn: str) -> list[Item]:
-    """Every item of the patient the person may see, newest first."""
-    queries = []
+async def patient_record(
+    service: ResourceService, ctx: RequestContext, bsn: str
+) -> tuple[PatientHeader | None, list[Item]]:
+    """Who the patient is and every item of theirs the person may see, newest first."""
+    queries = [("Patient", [("identifier", f"{BSN_SYSTEM}|{bsn}")])]
     for res_type in KINDS:
         params = [("patient.identifier", f"{BSN_SYSTEM}|{bsn}"), ("_count", _MAX_PER_TYPE)]
         if res_type == "DocumentReference":
             params.append(("status", "current"))  # a replaced letter shows once, as its successor
         queries.append((res_type, params))
     # One audited call: the DPO sees one view of the record, not a line per resource type.
-    answers = await service.search_together(ctx, queries)
+    patients, *answers = await service.search_together(ctx, queries)
     items = [
         describe(resource, KINDS[res_type], owner)
-        for (res_type, _params), answer in zip(queries, answers, strict=True)
+        for (res_type, _params), answer in zip(queries[1:], answers, strict=True)
         for resource, owner in _matches(*answer)
     ]
     items.sort(key=lambda item: item.date or "", reverse=True)
-    return items
+    return header_of(_matches(*patients)), items
 
 
 def header_of(patients: list[tuple[dict[str, Any], str | None]]) -> PatientHeader | None:

@@ -369,6 +369,38 @@ def store_cda_letter(server: LiveServer, network: Network) -> None:
         assert answer.status_code == 201, answer.text
 
 
+def test_one_view_of_the_record_is_one_audited_search(
+    network: Network, browsers: Browsers, server: LiveServer
+) -> None:
+    """Every search of the patient's record in one page view lands in one AuditEvent per holder
+    and basis (here: A's own data), so that the DPO reads one line per view."""
+    page = browsers.as_(network, A, "clinician")
+    page.goto(network.url + "/ui/patients")
+    page.fill("#bsn", network.bsn)
+    with page.expect_response(lambda r: r.url.endswith("/ui/patient")) as shown:
+        page.locator("form.card button[type=submit]").click()
+    request_id = shown.value.headers["x-request-id"]
+    dpo = off_loop(server.person, network.holder, f"dpo-{request_id[:8]}", "dpo")
+    with dpo:
+        found = dpo.get(
+            "/AuditEvent",
+            params={"patient": f"{BSN_SYSTEM}|{network.bsn}", "_count": "1000"},
+        ).json()
+    of_view = [
+        e["resource"]
+        for e in found.get("entry", [])
+        if any(
+            (x.get("what") or {}).get("identifier", {}).get("value") == request_id
+            for x in e["resource"].get("entity", [])
+            if x.get("type", {}).get("code") == "XrequestId"
+        )
+    ]
+    searches = [e for e in of_view if e["subtype"][0]["code"] == "search-type"]
+    assert len(searches) == 1, [e["subtype"] for e in of_view]
+    queries = [x.get("query") for x in searches[0]["entity"] if x.get("query")]
+    assert queries  # the searches it stands for, as BALP asks (never their results)
+
+
 def test_english_toggle_and_a_refused_upload(network: Network, browsers: Browsers) -> None:
     page = browsers.as_(network, A, "assistant")
     page.goto(network.url + "/ui/sent")
