@@ -108,6 +108,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "valid_from": ("Geldig vanaf", "Valid from"),
     "valid_to": ("Geldig tot", "Valid to"),
     "scan": ("Gescand formulier (PDF, optioneel)", "Scanned form (PDF, optional)"),
+    "with_form": ("met getekend formulier", "with signed form"),
     "record_consent": ("Toestemming vastleggen", "Record consent"),
     "revoke": ("Intrekken", "Revoke"),
     "status": ("Status", "Status"),

@@ -180,11 +180,13 @@ def test_a_letter_sent_by_the_assistant_is_seen_by_the_partner_only_after_consen
     holder.wait_for_url("**/ui/patient/consent")
     holder.check(f"input[name=recipient][value='{B}']")
     holder.check("input[name=category][value=documents]")
+    holder.set_input_files("#scan", str(PDF))  # the signed form, kept with the consent
     holder.locator("form.card button[type=submit]").click()
     holder.wait_for_url("**/ui/patient/consent")
     recorded = holder.locator("#consents tbody tr").first
     assert recorded.get_attribute("data-status") == "active"
     assert NAMES[B] in recorded.inner_text()
+    assert recorded.locator("[data-scan]").count() == 1
     screenshot(holder, "clinician-consent")
     assert_accessible(holder)
 
