@@ -1,1 +1,1 @@
-"""Web UI of the gateway for clinicians."""
+"""The gateway's web UI for clinicians, assistants and data-protection officers (/ui/)."""

@@ -93,11 +93,7 @@ async def send(current: Annotated[Page, Depends(page)]) -> Response:
 
 @router.get("/ui/inbox")
 async def inbox(current: Annotated[Page, Depends(page)]) -> Response:
-    session = current.require(*SENDERS)
-    ctx = current.context()
-    tasks = await _tasks(current, ("owner.identifier", f"{URA_SYSTEM}|{session.org_ura}"))
-    rows = [await _describe_task(current, ctx, task) for task in tasks]
-    return current.render("inbox.html", rows=rows)
+    return await _notifications(current, "owner", "inbox.html")
 
 
 @router.post("/ui/inbox/{task_id}/processed")
@@ -115,11 +111,7 @@ async def mark_processed(current: Annotated[Page, Depends(page)], task_id: str) 
 
 @router.get("/ui/sent")
 async def sent(current: Annotated[Page, Depends(page)]) -> Response:
-    session = current.require(*SENDERS)
-    ctx = current.context()
-    tasks = await _tasks(current, ("requester.identifier", f"{URA_SYSTEM}|{session.org_ura}"))
-    rows = [await _describe_task(current, ctx, task) for task in tasks]
-    return current.render("sent.html", rows=rows)
+    return await _notifications(current, "requester", "sent.html")
 
 
 @router.get("/ui/inbox/documents/{doc_id}")
@@ -216,13 +208,22 @@ async def _existing(
     )
 
 
-async def _tasks(current: Page, party: tuple[str, str]) -> list[dict[str, Any]]:
+async def _notifications(current: Page, side: str, template: str) -> Response:
+    """The notification Tasks the hospital is the ``side`` (owner or requester) of."""
+    session = current.require(*SENDERS)
+    ctx = current.context()
     body = await current.service.search(
-        current.context(),
+        ctx,
         "Task",
-        [party, ("code", TASK_CODE), ("_sort", "-_lastUpdated"), ("_count", _MAX_LISTED)],
+        [
+            (f"{side}.identifier", f"{URA_SYSTEM}|{session.org_ura}"),
+            ("code", TASK_CODE),
+            ("_sort", "-_lastUpdated"),
+            ("_count", _MAX_LISTED),
+        ],
     )
-    return [e["resource"] for e in orjson.loads(body).get("entry") or [] if "resource" in e]
+    tasks = [e["resource"] for e in orjson.loads(body).get("entry") or [] if "resource" in e]
+    return current.render(template, rows=[await _describe_task(current, ctx, t) for t in tasks])
 
 
 async def _describe_task(current: Page, ctx: Any, task: dict[str, Any]) -> dict[str, Any]:

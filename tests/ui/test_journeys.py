@@ -140,6 +140,15 @@ def timeline(page: Any) -> str:
     return page.locator("#timeline-items").inner_text()
 
 
+def access_report(dpo: Any, network: Network) -> str:
+    """The DPO's NEN 7513 access report of the network's patient, as shown."""
+    dpo.goto(network.url + "/ui/dpo/report")
+    dpo.fill("#bsn", network.bsn)
+    dpo.locator("button[name=format][value=html]").click()
+    dpo.wait_for_load_state()
+    return str(dpo.locator("main table").last.inner_text())
+
+
 def assert_accessible(page: Any) -> None:
     critical = [v for v in axe(page) if v.get("impact") == "critical"]
     assert not critical, summary(critical)
@@ -211,11 +220,7 @@ def test_a_letter_sent_by_the_assistant_is_seen_by_the_partner_only_after_consen
 
     # A's DPO finds that view in the patient's access report, with its consent basis.
     dpo = browsers.as_(network, A, "dpo", bypass_csp=True)
-    dpo.goto(network.url + "/ui/dpo/report")
-    dpo.fill("#bsn", network.bsn)
-    dpo.locator("button[name=format][value=html]").click()
-    dpo.wait_for_load_state()
-    report = dpo.locator("main table").last.inner_text()
+    report = access_report(dpo, network)
     viewer = f"clinician-{B}-ui"
     lines = [line for line in report.splitlines() if viewer in line]
     assert lines, report
@@ -255,11 +260,7 @@ def test_break_the_glass_shows_everything_under_a_banner_and_the_dpo_sees_the_em
     assert_accessible(stranger)
 
     dpo = browsers.as_(network, A, "dpo", bypass_csp=True)
-    dpo.goto(network.url + "/ui/dpo/report")
-    dpo.fill("#bsn", network.bsn)
-    dpo.locator("button[name=format][value=html]").click()
-    dpo.wait_for_load_state()
-    report = dpo.locator("main table").last.inner_text()
+    report = access_report(dpo, network)
     assert any(f"clinician-{C}-ui" in line and "ja" in line for line in report.splitlines()), report
     dpo.goto(network.url + "/ui/dpo")
     assert f"clinician-{C}-ui" in dpo.locator("main").inner_text()
