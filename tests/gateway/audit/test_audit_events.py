@@ -512,3 +512,47 @@ def test_the_capability_statement_lists_what_the_audit_log_really_offers(server,
     with server.client() as fhir:
         written = fhir.post("/AuditEvent", json={"resourceType": "AuditEvent"})
     assert written.status_code == 405
+
+
+def test_vread_history_and_a_batch_are_each_recorded(server, world):
+    """The version-aware reads and a batch: each names the data it touched, with its patient."""
+    with server.client(world["sender"]) as fhir:
+        vread_id, _ = ids()
+        assert (
+            fhir.get(
+                f"/{world['document']}/_history/1", headers={"X-Request-Id": vread_id}
+            ).status_code
+            == 200
+        )
+        history_id, _ = ids()
+        assert (
+            fhir.get(
+                f"/{world['document']}/_history", headers={"X-Request-Id": history_id}
+            ).status_code
+            == 200
+        )
+        batch_id, _ = ids()
+        batch = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "GET", "url": world["document"]}},
+                {
+                    "resource": {"resourceType": "Basic", "code": {"text": "b"}},
+                    "request": {"method": "POST", "url": "Basic"},
+                },
+            ],
+        }
+        answer = fhir.post("", json=batch, headers={"X-Request-Id": batch_id})
+        assert answer.status_code == 200, answer.text
+    (vread,) = of_request(world["dpo"], vread_id, subtype="vread")
+    assert data(vread) == [f"{world['document']}/_history/1"]
+    assert patient_bsn(vread) == PATIENT_BSN and vread["action"] == "R"
+    (history,) = of_request(world["dpo"], history_id, subtype="history-instance")
+    assert data(history) == [f"{world['document']}/_history/1"]
+    assert patient_bsn(history) == PATIENT_BSN
+    recorded = of_request(world["dpo"], batch_id)
+    actions = sorted(e["action"] for e in recorded)
+    assert actions == ["C", "R"], [(subtype(e), e["action"]) for e in recorded]
+    (read,) = [e for e in recorded if e["action"] == "R"]
+    assert data(read) == [f"{world['document']}/_history/1"] and patient_bsn(read) == PATIENT_BSN
