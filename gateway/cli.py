@@ -259,30 +259,27 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
 def cmd_clients_disable(args: argparse.Namespace) -> int:
     from gateway.auth.clients import disable_client
 
-    found = asyncio.run(
-        _with_service(
-            _settings(args),
-            lambda service: service.db.write(lambda conn: disable_client(conn, args.client_id)),
-        )
-    )
-    if not found:
-        raise ValueError(f"no client {args.client_id}")
-    print(f"disabled {args.client_id}")
-    return 0
+    return _disable(args, disable_client, args.client_id, "client")
 
 
 def cmd_users_disable(args: argparse.Namespace) -> int:
     from gateway.auth.people import disable_user
 
+    return _disable(args, disable_user, args.username, "user")
+
+
+def _disable(
+    args: argparse.Namespace, disable: Callable[[Any, str], bool], name: str, what: str
+) -> int:
+    """Disable a client or person by its id or name; an unknown one is an error."""
     found = asyncio.run(
         _with_service(
-            _settings(args),
-            lambda service: service.db.write(lambda conn: disable_user(conn, args.username)),
+            _settings(args), lambda service: service.db.write(lambda conn: disable(conn, name))
         )
     )
     if not found:
-        raise ValueError(f"no user {args.username}")
-    print(f"disabled {args.username}")
+        raise ValueError(f"no {what} {name}")
+    print(f"disabled {name}")
     return 0
 
 

@@ -300,6 +300,23 @@ class SmartAuth(httpx.Auth):
         yield request
 
 
+class PersonAuth(httpx.Auth):
+    """A person's bearer token, logged in again before it expires (tokens live 300 s; a long
+    test on a busy machine outlives one)."""
+
+    def __init__(self, base_url: str, app: str, username: str) -> None:
+        self.base_url, self.app, self.username = base_url, app, username
+        self._token = log_in(base_url, app, username)
+        self._renew_at = time.time() + 240
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        if time.time() > self._renew_at:
+            self._token = log_in(self.base_url, self.app, self.username)
+            self._renew_at = time.time() + 240
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
 class LiveServer:
     """A gateway served by uvicorn in a background thread, reached over real HTTP."""
 
@@ -373,10 +390,10 @@ class LiveServer:
         app = add_person(
             self.settings.database_url, self.settings.data_dir, hospital.ura, username, role
         )
-        token = log_in(self.url, app, username)
         return httpx.Client(
             base_url=self.fhir,
-            headers={"Accept": "application/fhir+json", "Authorization": f"Bearer {token}"},
+            headers={"Accept": "application/fhir+json"},
+            auth=PersonAuth(self.url, app, username),
             timeout=60,
         )
 

@@ -76,31 +76,28 @@ def open_session(conn: Connection, user: User, scope: str) -> tuple[str, Session
     return token, session
 
 
-def load_session(conn: Connection, token: str, *, idle_s: float, max_s: float) -> Session | None:
-    """The live session of ``token`` (its last-seen time moved on), or None; an expired
-    session, or one whose person was disabled, is removed."""
-    digest = token_hash(token)
+def find_session(
+    conn: Connection, token: str, *, idle_s: float, max_s: float
+) -> tuple[Session | None, str]:
+    """The live session of ``token`` or None, and what the store must do about it: "" nothing,
+    "touch" (move its last-seen time on) or "end" (expired, or its person was disabled). A
+    read, so that most page views write nothing; ``settle`` carries out the verdict."""
     row = conn.execute(
         select(ui_sessions, users.c.disabled)
         .join(users, users.c.user_id == ui_sessions.c.user_id, isouter=True)
-        .where(ui_sessions.c.token_hash == digest)
+        .where(ui_sessions.c.token_hash == token_hash(token))
     ).first()
     if row is None:
-        return None
+        return None, ""
     now = time.time_ns() // 1000
     if (
         row.disabled is not False
         or now - row.seen_us > idle_s * 1_000_000
         or now - row.created_us > max_s * 1_000_000
     ):
-        conn.execute(delete(ui_sessions).where(ui_sessions.c.token_hash == digest))
-        return None
-    if now - row.seen_us > min(_TOUCH_AFTER_US, idle_s * 250_000):  # a quarter of idle_s
-        conn.execute(
-            update(ui_sessions).where(ui_sessions.c.token_hash == digest).values(seen_us=now)
-        )
-    return Session(
-        digest,
+        return None, "end"
+    session = Session(
+        row.token_hash,
         row.user_id,
         row.org_ura,
         row.username,
@@ -109,6 +106,20 @@ def load_session(conn: Connection, token: str, *, idle_s: float, max_s: float) -
         row.csrf,
         orjson.loads(row.data),
     )
+    stale = now - row.seen_us > min(_TOUCH_AFTER_US, idle_s * 250_000)  # a quarter of idle_s
+    return session, "touch" if stale else ""
+
+
+def settle(conn: Connection, token: str, verdict: str) -> None:
+    """Carry out ``find_session``'s verdict."""
+    digest = token_hash(token)
+    if verdict == "end":
+        end_session(conn, digest)
+    elif verdict == "touch":
+        now = time.time_ns() // 1000
+        conn.execute(
+            update(ui_sessions).where(ui_sessions.c.token_hash == digest).values(seen_us=now)
+        )
 
 
 def save_data(conn: Connection, digest: str, data: dict[str, Any]) -> None:
@@ -124,6 +135,7 @@ def end_session(conn: Connection, digest: str) -> None:
 
 
 def end_stale_sessions(conn: Connection, *, idle_s: float) -> int:
-    """Remove sessions idle for longer than ``idle_s``; returns how many."""
+    """Remove sessions idle for longer than ``idle_s`` (sessions nobody came back to, e.g.
+    after a closed browser); returns how many."""
     cutoff = time.time_ns() // 1000 - int(idle_s * 1_000_000)
     return conn.execute(delete(ui_sessions).where(ui_sessions.c.seen_us < cutoff)).rowcount or 0

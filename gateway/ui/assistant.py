@@ -8,7 +8,6 @@ delivery all apply as they do for an EHR integration.
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any
 
 import orjson
@@ -18,14 +17,14 @@ from starlette.datastructures import FormData
 
 from gateway.errors import GatewayError
 from gateway.exchange.compose import provide_document_bundle
+from gateway.fhir.dutch_identifiers import URA as URA_SYSTEM
 from gateway.fhir.dutch_identifiers import bsn_of, is_valid_bsn
 from gateway.organizations import list_organizations
-from gateway.ui.clinician import serve_content
-from gateway.ui.record import concept, person_name
+from gateway.ui.clinician import attachment_content, first_attachment, serve_content
+from gateway.ui.record import concept, describe, person_name
 from gateway.ui.web import Page, page, redirect, text, upload
 
 router = APIRouter()
-URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 TASK_CODE = "http://fhir.nl/fhir/NamingSystem/TaskCode|pull-notification"
 SENDERS = ("assistant", "clinician")
 # LOINC document types hospitals send one another most.
@@ -144,13 +143,7 @@ async def _send_page(
         [("status", "current"), ("_sort", "-date"), ("_count", "50")],
     )
     own = [
-        {
-            "id": resource.get("id"),
-            "title": resource.get("description")
-            or ((resource.get("content") or [{}])[0].get("attachment") or {}).get("title")
-            or concept(resource.get("type")),
-            "date": resource.get("date"),
-        }
+        describe(resource, "documents", session.org_ura)
         for resource in (e.get("resource") or {} for e in orjson.loads(body).get("entry") or [])
         if owners.get(str(resource.get("id"))) == session.org_ura  # not what partners sent
     ]
@@ -189,19 +182,12 @@ async def _existing(
     patient = orjson.loads(
         (await current.service.read(ctx, "Patient", subject.split("/", 1)[1])).content or b"{}"
     )
-    attachment = ((reference.get("content") or [{}])[0] or {}).get("attachment") or {}
-    url = str(attachment.get("url") or "")
-    if "Binary/" in url:
-        found = await current.service.retrieve(ctx, url.rsplit("Binary/", 1)[1])
-        content = found.body
-        if content is None:
-            content = b"".join([p async for p in current.service.stream(found.info)])
-    else:
-        content = base64.b64decode(attachment.get("data") or b"")
+    attachment = first_attachment(reference)
+    content = await attachment_content(current, ctx, attachment)
     codes = [c.get("code") for c in (reference.get("type") or {}).get("coding") or []]
     return (
         bsn_of(patient) or "",
-        bytes(content),
+        content,
         str(attachment.get("contentType") or "application/octet-stream"),
         type_code or next((c for c in codes if c in _TYPE_NAMES), ""),
         title or str(reference.get("description") or attachment.get("title") or ""),

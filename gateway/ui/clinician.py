@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import date
 from typing import Annotated, Any
 
 import orjson
@@ -15,16 +14,16 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
 
 from gateway.errors import GatewayError
+from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.fhir.dutch_identifiers import is_valid_bsn
 from gateway.organizations import list_organizations
 from gateway.ui.cda_view import CdaViewError, render_cda
 from gateway.ui.record import (
-    BSN_SYSTEM,
     KINDS,
     patient_record,
     person_name,
 )
-from gateway.ui.web import Page, PageError, page, redirect, text
+from gateway.ui.web import Page, PageError, iso_date, page, redirect, text
 
 router = APIRouter()
 CDA_TYPES = ("application/hl7-v3+xml", "text/xml", "application/xml", "application/cda+xml")
@@ -46,8 +45,8 @@ class Filters:
         return cls(
             query.get("org", "")[:32],
             query.get("kind", "")[:32],
-            _iso_date(query.get("from", "")),
-            _iso_date(query.get("to", "")),
+            iso_date(query.get("from", "")),
+            iso_date(query.get("to", "")),
         )
 
     def keep(self, item: Any) -> bool:
@@ -84,7 +83,7 @@ async def find(current: Annotated[Page, Depends(page)]) -> Response:
             )
         await current.remember(patient=bsn)
         return redirect("/ui/patient")
-    family, birth = text(form, "family", 100), _iso_date(text(form, "birthdate", 10))
+    family, birth = text(form, "family", 100), iso_date(text(form, "birthdate", 10))
     if not family or not birth:
         return current.render(
             "patients.html", status=422, found=None, message=current.t("need_bsn_or_name")
@@ -153,11 +152,11 @@ async def document(current: Annotated[Page, Depends(page)], doc_id: str) -> Resp
     current.require("clinician")
     ctx = current.context(consulting=True)
     reference = await _document_reference(current, doc_id)
-    attachment = _attachment(reference)
+    attachment = first_attachment(reference)
     content_type = str(attachment.get("contentType") or "").split(";")[0].strip()
     cda, cda_error, plain = None, None, None
     if content_type in CDA_TYPES or content_type == "text/plain":
-        body = await _content(current, ctx, attachment)
+        body = await attachment_content(current, ctx, attachment)
         if content_type == "text/plain":
             plain = body.decode("utf-8", "replace")
         else:
@@ -190,13 +189,13 @@ async def document_content(current: Annotated[Page, Depends(page)], doc_id: str)
 async def serve_content(current: Page, doc_id: str, *, consulting: bool) -> Response:
     """A document's content: inline when a browser shows it inertly, else as a download."""
     ctx = current.context(consulting=consulting)
-    attachment = _attachment(await _document_reference(current, doc_id, consulting=consulting))
+    attachment = first_attachment(await _document_reference(current, doc_id, consulting=consulting))
     content_type = str(attachment.get("contentType") or "application/octet-stream")
     media = content_type.split(";")[0].strip()
     if current.request.query_params.get("embedded") and media in CDA_TYPES:
         # The PDF inside an unstructured CDA document.
         try:
-            embedded = render_cda(await _content(current, ctx, attachment)).embedded
+            embedded = render_cda(await attachment_content(current, ctx, attachment)).embedded
         except CdaViewError:
             embedded = None
         if embedded is None:
@@ -251,7 +250,7 @@ async def _document_reference(
     return dict(orjson.loads(result.content or b"{}"))
 
 
-def _attachment(reference: dict[str, Any]) -> dict[str, Any]:
+def first_attachment(reference: dict[str, Any]) -> dict[str, Any]:
     content = reference.get("content") or [{}]
     return dict((content[0] or {}).get("attachment") or {})
 
@@ -263,7 +262,7 @@ def _binary_id(attachment: dict[str, Any]) -> str | None:
     return url.rsplit("Binary/", 1)[1].split("/")[0] or None
 
 
-async def _content(current: Page, ctx: Any, attachment: dict[str, Any]) -> bytes:
+async def attachment_content(current: Page, ctx: Any, attachment: dict[str, Any]) -> bytes:
     binary_id = _binary_id(attachment)
     if binary_id is None:
         return base64.b64decode(attachment.get("data") or b"")
@@ -271,10 +270,3 @@ async def _content(current: Page, ctx: Any, attachment: dict[str, Any]) -> bytes
     if found.body is not None:
         return bytes(found.body)
     return b"".join([piece async for piece in current.service.stream(found.info)])
-
-
-def _iso_date(value: str) -> str:
-    try:
-        return date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        return ""

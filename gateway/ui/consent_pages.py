@@ -6,7 +6,7 @@ service, which validates it (a malformed rule is refused, never ignored)."""
 from __future__ import annotations
 
 import base64
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
+from gateway.fhir.dutch_identifiers import URA as URA_SYSTEM
 from gateway.organizations import list_organizations
 from gateway.ui.clinician import patient_in_view
-from gateway.ui.record import BSN_SYSTEM, concept, patients_with_bsn
-from gateway.ui.web import Page, page, redirect, text, upload
+from gateway.ui.record import concept, patients_with_bsn
+from gateway.ui.web import Page, iso_date, page, redirect, text, upload
 
 router = APIRouter()
-URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 CATEGORY_SYSTEM = "http://zorgbrug.nl/fhir/CodeSystem/data-category"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 # The categories a patient is asked about (consent.DATA_CATEGORIES holds the whole tree).
@@ -82,7 +83,10 @@ async def record(current: Annotated[Page, Depends(page)]) -> Response:
         ]
     period = {
         k: v
-        for k, v in (("start", _day(text(form, "from", 10))), ("end", _day(text(form, "to", 10))))
+        for k, v in (
+            ("start", iso_date(text(form, "from", 10))),
+            ("end", iso_date(text(form, "to", 10))),
+        )
         if v
     }
     if period:
@@ -196,10 +200,3 @@ def _describe(consent: dict[str, Any]) -> dict[str, Any]:
         "scan": bool(consent.get("sourceAttachment")),
         "rule": concept(consent.get("policyRule")),
     }
-
-
-def _day(value: str) -> str | None:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        return None

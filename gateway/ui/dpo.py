@@ -22,11 +22,11 @@ from consent import Agreement
 from gateway.agreements import EXPIRY_WARNING_DAYS, list_agreements
 from gateway.audit.codes import KINDS, SUCCESS
 from gateway.audit.log import AuditQuery
+from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.fhir.dutch_identifiers import is_valid_bsn
 from gateway.organizations import list_organizations
 from gateway.service.audit_log import MAX_PAGE, audit_query
-from gateway.ui.record import BSN_SYSTEM
-from gateway.ui.web import AMSTERDAM, Page, page
+from gateway.ui.web import AMSTERDAM, Page, iso_date, page
 
 router = APIRouter()
 REVIEW_DAYS = 30  # how far back the overview looks for flags and emergencies
@@ -123,8 +123,8 @@ class AuditFilters:
             _value(values, "agent", 200),
             kind if kind in KINDS else "",
             outcome if outcome in OUTCOMES else "any",
-            _iso_date(_value(values, "from")),
-            _iso_date(_value(values, "to")),
+            iso_date(_value(values, "from")),
+            iso_date(_value(values, "to")),
             cursor if cursor.isdigit() else "",
         )
 
@@ -276,7 +276,7 @@ async def report(current: Annotated[Page, Depends(page)]) -> Response:
     """Who saw this patient's data, when and on which basis: as a table, or as a CSV file."""
     current.require("dpo")
     form = await current.form()
-    bsn, start, end = _bsn(form), _iso_date(_value(form, "from")), _iso_date(_value(form, "to"))
+    bsn, start, end = _bsn(form), iso_date(_value(form, "from")), iso_date(_value(form, "to"))
     if not is_valid_bsn(bsn):
         return current.render(
             "dpo_report.html",
@@ -442,13 +442,6 @@ def _value(values: Mapping[str, Any], name: str, limit: int = 32) -> str:
 
 def _bsn(values: Mapping[str, Any]) -> str:
     return _value(values, "bsn", 20).replace(" ", "").replace(".", "")
-
-
-def _iso_date(value: str) -> str:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        return ""
 
 
 def _code(concept: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -21,7 +21,7 @@ from gateway.api.auth_routes import public_base, record_auth_event
 from gateway.audit import codes as audit_codes
 from gateway.auth.app_launch import UI_CALLBACK_PATH, UI_CLIENT_ID, UI_SCOPE, user_actor
 from gateway.auth.backend_services import OAuthError
-from gateway.auth.sessions import end_session, open_session
+from gateway.auth.sessions import end_session, end_stale_sessions, open_session
 from gateway.context import Actor
 from gateway.ui.i18n import LANGUAGES
 from gateway.ui.web import (
@@ -109,7 +109,13 @@ async def callback(request: Request) -> Response:
             details=(("grant_type", "authorization_code"),),
         )
         raise PageError(400, "session_expired", error.description) from None
-    token, _session = await request.app.state.db.write(lambda conn: open_session(conn, user, scope))
+    idle_s = request.app.state.settings.ui_idle_timeout_s
+
+    def start(conn: Any) -> str:
+        end_stale_sessions(conn, idle_s=idle_s)  # those nobody came back to
+        return open_session(conn, user, scope)[0]
+
+    token = await request.app.state.db.write(start)
     await record_auth_event(
         request,
         "token",

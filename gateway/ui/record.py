@@ -10,9 +10,8 @@ from typing import Any
 import orjson
 
 from gateway.context import RequestContext
+from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.service.resources import ResourceService
-
-BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 
 # Resource type -> the kind the timeline files it under; the order is the order of the searches.
 KINDS: dict[str, str] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from gateway.api.auth_routes import public_base
 from gateway.auth.scopes import parse_scopes
-from gateway.auth.sessions import Session, load_session, save_data
+from gateway.auth.sessions import Session, find_session, save_data, settle
 from gateway.context import Actor, RequestContext
 from gateway.ui.i18n import LANGUAGES, translator
 
@@ -160,12 +160,14 @@ async def page(request: Request) -> Page:
     token = request.cookies.get(SESSION_COOKIE)
     expired = False
     if token:
-        settings = request.app.state.settings
-        session = await request.app.state.db.write(
-            lambda conn: load_session(
+        settings, db = request.app.state.settings, request.app.state.db
+        session, verdict = await db.read(
+            lambda conn: find_session(
                 conn, token, idle_s=settings.ui_idle_timeout_s, max_s=settings.ui_session_max_s
             )
         )
+        if verdict:
+            await db.write(lambda conn: settle(conn, token, verdict))
         expired = session is None
     current = Page(request, session, lang, expired=expired)
     if expired or (session is None and request.query_params.get("expired")):
@@ -216,6 +218,14 @@ def when(value: str | None, with_time: bool = True) -> str:
 def upload(form: FormData, name: str) -> UploadFile | None:
     value = form.get(name)
     return value if isinstance(value, UploadFile) and value.filename else None
+
+
+def iso_date(value: str) -> str:
+    """A form's date as YYYY-MM-DD, or "" when it is none."""
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return ""
 
 
 def text(form: FormData, name: str, limit: int = 500) -> str:

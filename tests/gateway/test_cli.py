@@ -200,6 +200,7 @@ def test_orgs_and_clients_commands(database, tmp_path):
             "not registered",
         ),
         (["clients", "disable", "nope"], "no client"),
+        (["users", "disable", "nope"], "no user"),
     ],
 )
 def test_cli_mistakes_are_one_line_and_non_zero(database, tmp_path, args, message):

@@ -304,7 +304,7 @@ def test_the_recipient_marks_the_letter_processed_and_the_sender_sees_it(
 def test_the_record_filters_opens_a_cda_letter_as_safe_html_and_fits_a_tablet(
     network: Network, browsers: Browsers, server: LiveServer
 ) -> None:
-    off_loop(store_cda_letter, server, network)
+    off_loop(store_cda, server, network, CDA_TITLE, CDA)
     tablet = browsers.as_(
         network, A, "clinician", viewport={"width": 768, "height": 1024}, bypass_csp=True
     )
@@ -330,6 +330,14 @@ def test_the_record_filters_opens_a_cda_letter_as_safe_html_and_fits_a_tablet(
     screenshot(tablet, "clinician-cda-tablet")
     assert_accessible(tablet)
 
+    # An unstructured CDA: the PDF inside it opens as the PDF.
+    wrapped = off_loop(store_cda, server, network, "Verslag (PDF in CDA)", EMBEDDING_CDA)
+    tablet.goto(f"{network.url}/ui/documents/{wrapped}")
+    inner = tablet.get_by_role("link", name="Het document (PDF)")
+    pdf = tablet.request.get(network.url + str(inner.get_attribute("href")))
+    assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.body() == PDF.read_bytes()
+
     # The assistant sends that same letter on, picked from the hospital's own documents.
     assistant = browsers.as_(network, A, "assistant")
     assistant.select_option("#recipient", B)
@@ -343,10 +351,12 @@ def test_the_record_filters_opens_a_cda_letter_as_safe_html_and_fits_a_tablet(
 
 CDA = SHARED / "c-cda" / "documents" / "CCD" / "CCD_1" / "CCD.XML"
 CDA_TITLE = "Samenvatting huisarts (CCD)"
+# HL7's unstructured CDA sample: the same PDF, embedded base64 in a nonXMLBody.
+EMBEDDING_CDA = PDF.parent / "Unstructured_Document_embed.xml"
 
 
-def store_cda_letter(server: LiveServer, network: Network) -> None:
-    """A real C-CDA document (HL7's CCD sample) filed by hospital A for the patient."""
+def store_cda(server: LiveServer, network: Network, title: str, path: Path) -> str:
+    """A real C-CDA document filed by hospital A for the patient; returns its id."""
     with server.client(network.holder) as fhir:
         patient = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{network.bsn}"}).json()[
             "entry"
@@ -356,20 +366,21 @@ def store_cda_letter(server: LiveServer, network: Network) -> None:
             json={
                 "resourceType": "DocumentReference",
                 "status": "current",
-                "description": CDA_TITLE,
+                "description": title,
                 "subject": {"reference": f"Patient/{patient['id']}"},
                 "date": "2026-09-01T10:00:00+02:00",
                 "content": [
                     {
                         "attachment": {
                             "contentType": "application/hl7-v3+xml",
-                            "data": base64.b64encode(CDA.read_bytes()).decode(),
+                            "data": base64.b64encode(path.read_bytes()).decode(),
                         }
                     }
                 ],
             },
         )
         assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
 
 
 def test_one_view_of_the_record_is_one_audited_search(

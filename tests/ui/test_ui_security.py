@@ -244,6 +244,21 @@ def test_csrf_right_token_opens_the_patient(world: World) -> None:
     assert f"{GIVEN} {FAMILY}" in shown.text and LETTER in shown.text
 
 
+def test_incomplete_forms_are_refused_on_the_server_and_change_nothing(world: World) -> None:
+    """What the browser's "required" keeps from being sent is refused again by the server."""
+    session = clinician(world)
+    session.post("/ui/patients", {"bsn": world.bsn, "csrf": session.csrf})
+    glass = session.post("/ui/patient/emergency", {"reason": "  ", "csrf": session.csrf})
+    assert glass.status_code == 422, glass.text
+    assert 'id="emergency-banner"' not in session.get("/ui/patient").text
+    before = session.get("/ui/patient/consent").text.count("data-status=")
+    nobody = session.post("/ui/patient/consent", {"category": "documents", "csrf": session.csrf})
+    assert nobody.status_code == 422 and "minstens één ontvanger" in nobody.text
+    nothing = session.post("/ui/patient/consent", {"recipient": "network", "csrf": session.csrf})
+    assert nothing.status_code == 422 and "minstens één categorie" in nothing.text
+    assert session.get("/ui/patient/consent").text.count("data-status=") == before
+
+
 # -- sessions end ------------------------------------------------------------------------------
 
 
@@ -273,6 +288,35 @@ def test_idle_session_expires(server: LiveServer, pages: Pages, tmp_path: Any) -
             )
         )
     finally:
+        short.stop()
+        database.drop()
+
+
+def test_an_abandoned_session_is_removed_from_the_store_at_the_next_login(
+    server: LiveServer, tmp_path: Any
+) -> None:
+    """A session nobody comes back to (a closed browser) does not stay in the store."""
+    from sqlalchemy import create_engine, text
+
+    from gateway.auth.sessions import token_hash
+
+    short, database = start_server(server.backend, tmp_path, ui_idle_timeout_s=IDLE_S)
+    engine = create_engine(str(short.settings.database_url))
+    try:
+        seed(short)
+        abandoned = http_log_in(short.url, CLINICIAN, PERSON_PASSWORD)
+
+        def stored(token: str) -> int:
+            with engine.connect() as conn:
+                query = text("SELECT count(*) FROM ui_sessions WHERE token_hash = :h")
+                return int(conn.execute(query, {"h": token_hash(token)}).scalar_one())
+
+        assert stored(abandoned.token) == 1
+        time.sleep(IDLE_S + 1.5)
+        http_log_in(short.url, ASSISTANT, PERSON_PASSWORD)
+        assert stored(abandoned.token) == 0
+    finally:
+        engine.dispose()
         short.stop()
         database.drop()
 
