@@ -45,13 +45,16 @@ CHAINED = (
 
 def link(previous: bytes, row: Mapping[str, Any] | RowMapping) -> bytes:
     """The hash of ``row`` chained to ``previous``."""
-    values = [row[name] for name in CHAINED]
+    return link_values(previous, [row[name] for name in CHAINED], row["content"])
+
+
+def link_values(previous: bytes, values: list[Any], content: bytes | str) -> bytes:
+    """The hash of a record given its ``CHAINED`` values in order and its content."""
     values[12] = bool(values[12])  # SQLite hands booleans back as 0 or 1
     header = orjson.dumps(values)
     digest = hashlib.sha256(previous)
     digest.update(len(header).to_bytes(4, "big"))
     digest.update(header)
-    content = row["content"]
     # A store edited by hand can hand back text; it is hashed as stored, never refused.
     digest.update(content.encode() if isinstance(content, str) else content)
     return digest.digest()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from gateway.audit.chain import GENESIS, link
+from gateway.audit.chain import CHAINED, GENESIS, link_values
 from gateway.audit.signing import CheckpointVerifier, checkpoint_message
 from gateway.store.schema import audit_chain_head, audit_checkpoints, audit_events
 
@@ -55,17 +55,20 @@ def verify(conn: Connection, verifier: CheckpointVerifier) -> Verification:
         return _bad(start, first_present, "a record older than the purge anchor is present")
     # Per statement: options set on the connection would stay on it for the caller's writes.
     rows = conn.execute(
-        select(audit_events)
+        select(
+            *(audit_events.c[name] for name in CHAINED), audit_events.c.content, audit_events.c.hash
+        )
         .where(audit_events.c.seq >= start)
         .order_by(audit_events.c.seq)
         .execution_options(stream_results=True, yield_per=BATCH)
     )
+    width = len(CHAINED)
     for row in rows:
-        seq = int(row.seq)
+        seq = int(row[0])
         if seq != expected:
             return _bad(start, expected, f"record {expected} is missing (removed)")
-        computed = link(previous, row._mapping)
-        if computed != bytes(row.hash):
+        computed = link_values(previous, list(row[:width]), row[width])
+        if computed != bytes(row[width + 1]):
             return _bad(
                 start,
                 seq,
