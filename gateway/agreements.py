@@ -28,6 +28,7 @@ from gateway.context import DIRECTORY_OPERATOR, RequestContext
 from gateway.errors import GatewayError
 from gateway.fhir.validation import validate_resource
 from gateway.organizations import check_ura, directory_entry
+from gateway.service.console import ConsoleChange
 from gateway.service.resources import ResourceService
 
 _CTX = RequestContext(actor=DIRECTORY_OPERATOR, base_url="urn:zorgbrug:agreements")
@@ -44,8 +45,10 @@ async def add_agreement(
     valid_from: date,
     valid_to: date | None,
     document: Path | None,
+    change: ConsoleChange,
 ) -> Agreement:
-    """Record an agreement (and its signed document); ValueError naming what is wrong."""
+    """Record an agreement (and its signed document) with ``change``'s audit record;
+    Unprocessable naming what is wrong."""
     for ura in parties:
         check_ura(ura)
     content = _read_document(document) if document else None
@@ -88,14 +91,16 @@ async def add_agreement(
         _store(conn, service, agreement)
         return agreement
 
-    return await service.db.write(work)
+    return await change.write(service, work, DIRECTORY_OPERATOR)
 
 
 async def list_agreements(service: ResourceService) -> list[Agreement]:
     return await service.db.read(service.policy.agreements)
 
 
-async def end_agreement(service: ResourceService, agreement_id: str, on: date) -> Agreement:
+async def end_agreement(
+    service: ResourceService, agreement_id: str, on: date, change: ConsoleChange
+) -> Agreement:
     """End an agreement as of ``on`` (it stays on record, no longer in force)."""
 
     def work(conn: Connection) -> Agreement:
@@ -116,7 +121,7 @@ async def end_agreement(service: ResourceService, agreement_id: str, on: date) -
         _store(conn, service, ended)
         return ended
 
-    return await service.db.write(work)
+    return await change.write(service, work, DIRECTORY_OPERATOR)
 
 
 def _agreement(**fields: Any) -> Agreement:

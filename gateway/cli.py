@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,6 +153,7 @@ def cmd_orgs_add(args: argparse.Namespace) -> int:
                 name=args.name,
                 endpoint=args.endpoint,
                 types=tuple(t for t in (args.type or "").split(",") if t),
+                change=args.change,
             ),
         )
     )
@@ -205,7 +205,8 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
     async def work(service: Any) -> Any:
         if await find_organization(service, args.org) is None:
             raise ValueError(f"organisation {args.org} is not registered (zorgbrug orgs add)")
-        return await service.db.write(
+        return await args.change.write(
+            service,
             lambda conn: register_client(
                 conn,
                 org_ura=args.org,
@@ -214,7 +215,7 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
                 jwks_url=args.jwks_url,
                 scopes=args.scopes,
                 cert_thumbprint=bound,
-            )
+            ),
         )
 
     client = asyncio.run(_with_service(_settings(args), work))
@@ -274,7 +275,8 @@ def _disable(
     """Disable a client or person by its id or name; an unknown one is an error."""
     found = asyncio.run(
         _with_service(
-            _settings(args), lambda service: service.db.write(lambda conn: disable(conn, name))
+            _settings(args),
+            lambda service: args.change.write(service, lambda conn: disable(conn, name)),
         )
     )
     if not found:
@@ -287,7 +289,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     import secrets
 
     from gateway.auth.people import add_user
-    from gateway.context import RequestContext, operator_for
+    from gateway.context import operator_for
     from gateway.organizations import check_ura, find_organization
 
     check_ura(args.org)
@@ -303,7 +305,8 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     async def work(service: Any) -> Any:
         if await find_organization(service, args.org) is None:
             raise ValueError(f"organisation {args.org} is not registered (zorgbrug orgs add)")
-        ctx = RequestContext(actor=operator_for(args.org), base_url="urn:zorgbrug:cli")
+        actor = operator_for(args.org)
+        ctx = args.change.context(actor)
         practitioner = {
             "resourceType": "Practitioner",
             "identifier": [{"system": "urn:zorgbrug:username", "value": args.username}],
@@ -321,7 +324,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
                 fhir_user=f"Practitioner/{fhir_user.res_id}",
             )
 
-        return await service.db.write(register)
+        return await args.change.write(service, register, actor)
 
     user = asyncio.run(_with_service(_settings(args), work))
     print(f"added {user.username} ({user.role}) of {user.org_ura} as {user.fhir_user}")
@@ -336,8 +339,8 @@ def cmd_apps_add(args: argparse.Namespace) -> int:
     client_id = asyncio.run(
         _with_service(
             _settings(args),
-            lambda service: service.db.write(
-                lambda conn: add_app(conn, name=args.name, redirect_uris=args.redirect_uri)
+            lambda service: args.change.write(
+                service, lambda conn: add_app(conn, name=args.name, redirect_uris=args.redirect_uri)
             ),
         )
     )
@@ -386,15 +389,14 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
-    import time
 
     from gateway.exchange import outbox
 
     found = asyncio.run(
         _with_service(
             _settings(args),
-            lambda service: service.db.write(
-                lambda conn: outbox.retry(conn, args.delivery_id, time.time_ns() // 1000)
+            lambda service: args.change.write(
+                service, lambda conn: outbox.retry(conn, args.delivery_id, time.time_ns() // 1000)
             ),
         )
     )
@@ -410,7 +412,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(service: Any) -> Any:
-        return await rotate_master_key(service, grace_s=args.grace)
+        return await rotate_master_key(service, args.change, grace_s=args.grace)
 
     result = asyncio.run(_with_service(settings, work))
     print(
@@ -518,6 +520,7 @@ def cmd_agreements_add(args: argparse.Namespace) -> int:
                 valid_from=_date(args.valid_from, "--from") or date.today(),
                 valid_to=_date(args.valid_to, "--to"),
                 document=Path(args.document) if args.document else None,
+                change=args.change,
             ),
         )
     )
@@ -557,7 +560,8 @@ def cmd_agreements_end(args: argparse.Namespace) -> int:
     on = _date(args.on, "--on") or date.today()
     ended = asyncio.run(
         _with_service(
-            _settings(args), lambda service: end_agreement(service, args.agreement_id, on)
+            _settings(args),
+            lambda service: end_agreement(service, args.agreement_id, on, args.change),
         )
     )
     print(f"agreement {ended.id} ended ({ended.valid_to})")
@@ -734,28 +738,6 @@ def cmd_audit_purge(args: argparse.Namespace) -> int:
             "the chain resumes from a signed anchor"
         )
     return 0
-
-
-async def _record_admin(settings: Settings, kind: str, argv: Sequence[str] | None) -> None:
-    """The audit record of an administrative change made at the console (after it is made:
-    a failure to record it is reported, and the change stays)."""
-    from gateway.audit.event import Agent, AuditFacts
-    from gateway.context import LOCAL_OPERATOR
-
-    words = list(sys.argv[1:] if argv is None else argv)
-    operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator"
-    facts = AuditFacts(
-        kind=kind,
-        agent=Agent("local", LOCAL_OPERATOR.id, role="operator", name=operator),
-        request_id=str(uuid.uuid4()),
-        details=(("command", " ".join(words)[:1000]),),
-        recorded_us=time.time_ns() // 1000,
-    )
-
-    async def record(service: Any) -> None:
-        await service.audit.record([facts])
-
-    await _with_service(settings, record)
 
 
 def _describe(settings: Settings) -> str:
@@ -1029,12 +1011,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; errors become one line and a non-zero exit."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
     try:
-        status = int(args.run(args))
-        if status == 0 and getattr(args, "admin", None):
-            asyncio.run(_record_admin(_settings(args), args.admin, argv))
-        return status
+        if getattr(args, "admin", None):
+            from gateway.service.console import ConsoleChange
+
+            args.change = ConsoleChange.of(args.admin, words)
+        return int(args.run(args))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the one place where any failure becomes a message, not a trace

@@ -29,6 +29,7 @@ from gateway.auth.people import add_user
 from gateway.context import RequestContext, operator_for
 from gateway.organizations import register_organization
 from gateway.service.bundles import BundleProcessor
+from gateway.service.console import ConsoleChange
 from gateway.service.resources import ResourceService
 from gateway.settings import Settings
 from gateway.store.database import Database
@@ -239,14 +240,20 @@ async def seed_demo(settings: Settings) -> tuple[int, int]:
         service = ResourceService(db, settings)
         await service.start()
         known = {(c.org_ura, c.name): c for c in await db.read(list_clients) if not c.disabled}
+        # Seeding is recorded in the audit log like the console commands it stands for.
+        directory_change = ConsoleChange.of("admin-organization", ("demo", "seed"))
+        accounts = ConsoleChange.of("admin-account", ("demo", "seed"))
         for ura, name in HOSPITALS:
-            _, new = await register_organization(service, ura=ura, name=name, types=("Z3",))
+            _, new = await register_organization(
+                service, ura=ura, name=name, types=("Z3",), change=directory_change
+            )
             created, existing = created + new, existing + (not new)
             directory = settings.data_dir / "demo" / ura
             _key, jwks = _demo_key(directory)
             client = known.get((ura, CLIENT_NAME))
             if client is None or client.jwks != jwks:
-                client = await db.write(
+                client = await accounts.write(
+                    service,
                     functools.partial(
                         register_client,
                         org_ura=ura,
@@ -254,7 +261,7 @@ async def seed_demo(settings: Settings) -> tuple[int, int]:
                         jwks=jwks,
                         jwks_url=None,
                         scopes=DEMO_SCOPES,
-                    )
+                    ),
                 )
             (directory / "client.json").write_bytes(
                 orjson.dumps(
@@ -275,8 +282,8 @@ async def seed_demo(settings: Settings) -> tuple[int, int]:
             bundle_new = sum(s.startswith("201") for s in statuses)
             people_new = 0
             for role in DEMO_ROLES:  # each person comes with their Practitioner resource
-                people_new += await db.write(
-                    functools.partial(_demo_person, service, ctx, ura, role)
+                people_new += await accounts.write(
+                    service, functools.partial(_demo_person, service, ctx, ura, role), ctx.actor
                 )
             created += bundle_new + people_new
             existing += len(statuses) - bundle_new + len(DEMO_ROLES) - people_new
@@ -291,6 +298,7 @@ async def seed_demo(settings: Settings) -> tuple[int, int]:
                 valid_from=date(2026, 1, 1),
                 valid_to=None,
                 document=None,
+                change=directory_change,
             )
             created += 1
         else:

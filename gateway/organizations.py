@@ -7,7 +7,7 @@ hospital can address a partner), changed only through ``zorgbrug orgs``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from gateway.context import DIRECTORY_OPERATOR, LOCAL_OPERATOR, RequestContext
 from gateway.errors import Gone, NotFound
 from gateway.service.bundles import BundleProcessor
+from gateway.service.console import ConsoleChange
 from gateway.service.resources import ResourceService
 
 URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
@@ -48,8 +49,10 @@ async def register_organization(
     name: str,
     endpoint: str | None = None,
     types: tuple[str, ...] = (),
+    change: ConsoleChange,
 ) -> tuple[Organization, bool]:
-    """Register (or find) the organisation with this URA; returns it and whether it is new.
+    """Register (or find) the organisation with this URA, recorded as ``change``; returns it
+    and whether it is new.
 
     ``types`` are Dutch organisation type codes (e.g. Z3 hospital): consents can address
     organisations by type.
@@ -99,12 +102,12 @@ async def register_organization(
             },
         },
     )
-    ctx = RequestContext(
-        actor=DIRECTORY_OPERATOR, base_url="urn:zorgbrug:cli", return_preference="minimal"
-    )
+    ctx = replace(change.context(DIRECTORY_OPERATOR), return_preference="minimal")
     response = orjson.loads(
         await BundleProcessor(service).process(
-            ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            ctx,
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+            change.interaction,
         )
     )
     first = response["entry"][0]["response"]

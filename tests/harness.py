@@ -19,7 +19,11 @@ import pytest
 import uvicorn
 
 from gateway.api import create_app
+from gateway.service.console import ConsoleChange
 from gateway.settings import Settings
+
+# The organisations and agreements tests set up are recorded as console changes.
+TEST_CHANGE = ConsoleChange.of("admin-organization", ("test", "setup"))
 
 # The checkout sits next to shared/ (locally and in CI).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -137,7 +141,9 @@ def register_hospital(
         try:
             await db.migrate()
             service = ResourceService(db, Settings(data_dir=data_dir, database_url=database_url))
-            await register_organization(service, ura=ura, name=name, endpoint=endpoint)
+            await register_organization(
+                service, ura=ura, name=name, endpoint=endpoint, change=TEST_CHANGE
+            )
             return await db.write(
                 lambda conn: register_client(
                     conn,
@@ -179,6 +185,7 @@ def add_agreement(
                 valid_from=date(2025, 1, 1),
                 valid_to=None,
                 document=None,
+                change=TEST_CHANGE,
             )
         finally:
             await db.dispose()

@@ -116,6 +116,7 @@ REPORT_COLUMNS = (
     "event",
     "action",
     "outcome",
+    "reason",
     "user",
     "user_name",
     "organization",
@@ -160,6 +161,7 @@ def report_line(row: Row[Any]) -> dict[str, Any]:
         "event": row.kind,
         "action": row.action,
         "outcome": row.outcome,
+        "reason": event.get("outcomeDesc", ""),  # why it was refused or failed
         "user": row.agent_id,
         "user_name": requestor.get("name", ""),
         "organization": row.agent_org or "",

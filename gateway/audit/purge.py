@@ -66,12 +66,12 @@ def purge(conn: Connection, signer: CheckpointSigner, before_us: int, years: int
         removed = conn.execute(delete(audit_events).where(condition)).rowcount
         conn.execute(text("SET LOCAL zorgbrug.audit_purge = 'off'"))
     else:
+        # Recreated from its own stored definition, exactly as the migration made it.
+        definition = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = :name"),
+            {"name": _TRIGGER},
+        ).scalar_one()
         conn.execute(text(f"DROP TRIGGER {_TRIGGER}"))
         removed = conn.execute(delete(audit_events).where(condition)).rowcount
-        conn.execute(
-            text(
-                f"CREATE TRIGGER {_TRIGGER} BEFORE DELETE ON audit_events "
-                "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END"
-            )
-        )
+        conn.execute(text(definition))
     return PurgeResult(int(removed), int(through))

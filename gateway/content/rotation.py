@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.content.keyring import KEY_BYTES, new_key_id, write_key_file
+
+if TYPE_CHECKING:
+    from gateway.service.console import ConsoleChange
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,11 @@ class Rotation:
     retired: tuple[str, ...]
 
 
-async def rotate_master_key(service: Any, *, grace_s: float = 5.0) -> Rotation:
-    """Rotate the master key of ``service``'s vault; its key checks must already pass."""
+async def rotate_master_key(
+    service: Any, change: ConsoleChange, *, grace_s: float = 5.0
+) -> Rotation:
+    """Rotate the master key of ``service``'s vault; its key checks must already pass. The
+    audit record of ``change`` is written with the last step, which forgets the old keys."""
     vault = service.vault
     ring = vault.keyring
     ring.refresh()
@@ -49,5 +55,5 @@ async def rotate_master_key(service: Any, *, grace_s: float = 5.0) -> Rotation:
     write_key_file(ring.path, key_id, {key_id: fresh})
     ring.refresh()
     rewrapped += await rewrap_all()
-    await service.db.write(lambda conn: vault.forget_keys(conn, retired))
+    await change.write(service, lambda conn: vault.forget_keys(conn, retired))
     return Rotation(key_id, rewrapped, tuple(sorted(retired)))

@@ -52,8 +52,11 @@ class BundleProcessor:
     def __init__(self, service: ResourceService) -> None:
         self.service = service
 
-    async def process(self, ctx: RequestContext, bundle: Any) -> bytes:
-        """The transaction-response or batch-response for a posted Bundle."""
+    async def process(
+        self, ctx: RequestContext, bundle: Any, interaction: Interaction | None = None
+    ) -> bytes:
+        """The transaction-response or batch-response for a posted Bundle; a transaction is
+        recorded as ``interaction`` when given (an administrative change at the console)."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("POST to the base must carry a Bundle", expression=["resourceType"])
         kind = bundle.get("type")
@@ -67,7 +70,9 @@ class BundleProcessor:
             raise BadRequest("Bundle.entry must be a list", expression=["Bundle.entry"])
         if kind == "batch":
             return await self._batch(ctx, raw_entries)
-        interaction = Interaction("transaction", details=(("entries", str(len(raw_entries))),))
+        interaction = interaction or Interaction(
+            "transaction", details=(("entries", str(len(raw_entries))),)
+        )
         entries = await self.service.precheck(
             ctx,
             interaction,

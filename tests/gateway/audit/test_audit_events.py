@@ -469,6 +469,14 @@ def test_administrative_changes_at_the_console_are_recorded(server, world):
         e["resource"] for e in report["entry"] if e["resource"]["subtype"][0]["code"] == "110128"
     ]
     assert "orgs add --ura 90000799" in json.dumps(recorded[-1])
+    # The Organization it made is named in the record, written in the same transaction.
+    assert any(d.startswith("Organization/") for d in admin[-1]["data"].split()), admin[-1]
+    # A change the operator got wrong changes nothing and is recorded as refused.
+    wrong = server.cli("agreements", "end", "no-such-agreement")
+    assert wrong.returncode == 1 and "no agreement no-such-agreement" in wrong.stderr
+    lines = json.loads(operator_report(server, "--format", "json"))["events"]
+    refused = [e for e in lines if e["event"] == "admin-organization" and e["outcome"] != "0"]
+    assert refused and "no agreement" in refused[-1]["reason"], refused
 
 
 def test_verify_reports_an_intact_log(server, world):

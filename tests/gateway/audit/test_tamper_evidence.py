@@ -77,17 +77,21 @@ def test_an_intact_log_verifies_also_with_the_public_key_alone(gateway, tmp_path
     assert run.returncode == 0, run.stderr
 
 
-def test_the_database_refuses_to_change_or_delete_records(gateway):
-    engine = create_engine(to_sync_url(str(gateway.settings.database_url)))
+def refuses_changes(server: LiveServer, seq: int) -> None:
+    engine = create_engine(to_sync_url(str(server.settings.database_url)))
     try:
         for statement in (
-            "UPDATE audit_events SET agent_id = 'x' WHERE seq = 2",
-            "DELETE FROM audit_events WHERE seq = 2",
+            f"UPDATE audit_events SET agent_id = 'x' WHERE seq = {seq}",
+            f"DELETE FROM audit_events WHERE seq = {seq}",
         ):
             with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
                 conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def test_the_database_refuses_to_change_or_delete_records(gateway):
+    refuses_changes(gateway, 2)
     assert gateway.cli("audit", "verify").returncode == 0
 
 
@@ -179,9 +183,16 @@ def _bytes_literal(server: LiveServer, value: bytes) -> str:
     return f"'\\x{value.hex()}'::bytea" if server.backend == "postgresql" else f"X'{value.hex()}'"
 
 
-def test_no_record_no_access(gateway):
-    """When the audit record cannot be written, a read is refused and a write rolls back."""
+def test_no_record_no_access(gateway, tmp_path):
+    """When the audit record cannot be written, a read is refused and a write rolls back, also
+    an administrative change at the console."""
     marker = f"niet-opgeslagen-{uuid.uuid4().hex}"
+    password = tmp_path / "password"
+    password.write_text("a long enough password for the test")
+    add_person = (
+        *("users", "add", "--org", gateway.default_hospital.ura, "--username", marker),
+        *("--role", "clinician", "--password-file", str(password)),
+    )
     engine = create_engine(to_sync_url(str(gateway.settings.database_url)))
     if gateway.backend == "postgresql":
         block = [
@@ -209,6 +220,11 @@ def test_no_record_no_access(gateway):
             assert existing["id"] not in read.text
             created = fhir.post("/Basic", json={"resourceType": "Basic", "code": {"text": marker}})
             assert created.status_code == 500
+            organization = gateway.cli("orgs", "add", "--ura", "90000777", "--name", marker)
+            assert organization.returncode == 1
+            assert "could not be recorded in the audit log" in organization.stderr
+            person = gateway.cli(*add_person)
+            assert person.returncode == 1 and "audit log" in person.stderr
             with engine.begin() as conn:
                 for statement in unblock:
                     conn.execute(text(statement))
@@ -216,6 +232,9 @@ def test_no_record_no_access(gateway):
             assert marker not in str(found)
     finally:
         engine.dispose()
+    assert marker not in gateway.cli("orgs", "list").stdout
+    again = gateway.cli(*add_person)  # the first attempt left no half-made account behind
+    assert again.returncode == 0, again.stderr
     assert gateway.cli("audit", "verify").returncode == 0
 
 
@@ -237,5 +256,6 @@ def test_a_purge_keeps_the_chain_verifiable_and_records_itself(gateway):
     lines: list[dict[str, Any]] = json.loads(report.stdout)["events"]
     assert any(line["event"] == "audit-log" and "purge" in line["query"] for line in lines)
     assert any(line["event"] == "create" for line in lines)  # the one made after the moment
+    refuses_changes(gateway, lines[-1]["sequence"])  # the purge put the guards back
     tamper(gateway, f"DELETE FROM audit_events WHERE seq = {lines[0]['sequence']}")
     assert gateway.cli("audit", "verify").returncode == 3

@@ -472,6 +472,7 @@ def _agreement(
 
 def _end_agreement(server: Any, agreement_id: str, on: date) -> None:
     from gateway.agreements import end_agreement
+    from gateway.service.console import ConsoleChange
     from gateway.service.resources import ResourceService
     from gateway.store.database import Database
 
@@ -480,7 +481,9 @@ def _end_agreement(server: Any, agreement_id: str, on: date) -> None:
         try:
             service = ResourceService(db, server.settings)
             await service.start()
-            await end_agreement(service, agreement_id, on)
+            await end_agreement(
+                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",))
+            )
         finally:
             await db.dispose()
 

@@ -242,6 +242,7 @@ def _end_agreement(server, agreement_id, on):
     import asyncio
 
     from gateway.agreements import end_agreement
+    from gateway.service.console import ConsoleChange
     from gateway.service.resources import ResourceService
     from gateway.store.database import Database
 
@@ -250,7 +251,9 @@ def _end_agreement(server, agreement_id, on):
         try:
             service = ResourceService(db, server.settings)
             await service.start()
-            await end_agreement(service, agreement_id, on)
+            await end_agreement(
+                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",))
+            )
         finally:
             await db.dispose()
 

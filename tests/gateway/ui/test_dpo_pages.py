@@ -99,6 +99,7 @@ def person(server: LiveServer, ura: str, role: str) -> str:
 def agreement_until(server: LiveServer, parties: tuple[str, ...], until: date) -> str:
     """An agreement ending on ``until``, recorded through the package API."""
     from gateway.agreements import add_agreement
+    from gateway.service.console import ConsoleChange
     from gateway.service.resources import ResourceService
     from gateway.store.database import Database
 
@@ -119,6 +120,7 @@ def agreement_until(server: LiveServer, parties: tuple[str, ...], until: date) -
                 valid_from=date(2024, 1, 1),
                 valid_to=until,
                 document=None,
+                change=ConsoleChange.of("admin-organization", ("test",)),
             )
             return str(found.id)
         finally:
@@ -136,7 +138,7 @@ def world(server: LiveServer) -> dict[str, Any]:
     agreement); the partner's clinician reads it; a far hospital's clinician breaks the glass."""
     holder = server.hospital(HOLDER, "Houdend Ziekenhuis")
     partner = server.hospital(PARTNER, "Partner Ziekenhuis")
-    server.hospital(UNRELATED, "Ander Ziekenhuis")
+    unrelated = server.hospital(UNRELATED, "Ander Ziekenhuis")
     far = server.hospital(FAR, "Ver Ziekenhuis")
     server.agreement(HOLDER, PARTNER)
     today = date.today()
@@ -182,12 +184,16 @@ def world(server: LiveServer) -> dict[str, Any]:
             },
         )
     assert declared.status_code == 201, declared.text
+    refused_clinician = f"arts-{uuid.uuid4().hex[:6]}"  # no agreement, no consent: refused
+    with server.person(unrelated, refused_clinician, "clinician") as api:
+        assert api.get(f"/Observation/{result.json()['id']}").status_code == 404
     return {
         "bsn": bsn,
         "observation": f"Observation/{result.json()['id']}",
         "consent": recorded.json()["id"],
         "clinician": clinician,
         "far_clinician": far_clinician,
+        "refused_clinician": refused_clinician,
         "expiring": expiring,
         "expired": expired,
         "dpo": Browser(server, person(server, HOLDER, "dpo")),
@@ -258,6 +264,13 @@ def test_a_dpo_of_an_unrelated_hospital_does_not_see_the_access(server, world):
     assert searched.status_code == 200 and world["clinician"] not in searched.text
     unfiltered = stranger.get("/ui/dpo/audit", params={"agent": world["clinician"]})
     assert unfiltered.status_code == 200 and world["observation"] not in unfiltered.text
+
+
+def test_the_report_says_why_an_access_was_refused(world):
+    lines = rows(report(world["dpo"], world["bsn"]).text, "report")
+    refused = [r for r in lines if world["refused_clinician"] in r]
+    assert refused, lines
+    assert all("have no agreement" in r for r in refused), refused
 
 
 def test_the_audit_search_filters_by_agent_and_outcome_and_by_patient_in_a_post(world):
