@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from adapters import SourceInfo, convert  # noqa: E402
 from gateway.context import RequestContext, operator_for  # noqa: E402
 from gateway.organizations import register_organization  # noqa: E402
+from gateway.service.console import ConsoleChange  # noqa: E402
 from gateway.service.resources import ResourceService  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
@@ -202,7 +203,12 @@ def register_sender(data_dir: Path, database_url: str) -> None:
     with_service(
         data_dir,
         database_url,
-        lambda service: register_organization(service, ura=ORG, name="Bench Ziekenhuis"),
+        lambda service: register_organization(
+            service,
+            ura=ORG,
+            name="Bench Ziekenhuis",
+            change=ConsoleChange.of("admin-organization", ("bench",)),
+        ),
     )
 
 
