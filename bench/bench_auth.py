@@ -13,6 +13,7 @@ Usage: python bench/bench_auth.py [--patients 20000] [--duration 10] [--database
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -91,8 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=1500, help="token requests to time")
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     parser.add_argument("--org", default="90000001")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy both servers during the first round (bench/results/profile-auth-*.txt)",
+    )
     opts = parser.parse_args(argv)
     report = core.Report()
+    profiler = core.Profiler(opts.profile, report)
     kind = core.choose_load_generator("auto", report)
     with tempfile.TemporaryDirectory(prefix="zorgbrug-bench-auth-") as tmp_name:
         tmp = Path(tmp_name)
@@ -126,17 +133,24 @@ def main(argv: list[str] | None = None) -> int:
                 ("with token", gateway, auth.headers),
                 ("without", open_gateway, dict),
             ):
+                profile = core.RESULTS_DIR / f"profile-auth-{name.replace(' ', '-')}.txt"
                 with server:
-                    result = core.run_load(
-                        f"reads {name}",
-                        lambda s, server=server, headers=headers: loadgen.read_patients(
-                            server.url, s, ids_file, headers()
-                        ),
-                        opts.warmup,
-                        opts.duration,
-                        report,
-                        server,
+                    recording = (
+                        profiler.record(server.pid, opts.warmup + opts.duration, profile)
+                        if _round == 0
+                        else contextlib.nullcontext()
                     )
+                    with recording:
+                        result = core.run_load(
+                            f"reads {name}",
+                            lambda s, server=server, headers=headers: loadgen.read_patients(
+                                server.url, s, ids_file, headers()
+                            ),
+                            opts.warmup,
+                            opts.duration,
+                            report,
+                            server,
+                        )
                 rates[name].append(result.rate)
                 if result.cpu_ms_per_request is not None:
                     cpu[name].append(result.cpu_ms_per_request)

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.auth.scopes import parse_scopes
+from gateway.store.driver_sql import DriverQuery
 from gateway.store.schema import system_clients
 
 
@@ -96,11 +97,13 @@ def disable_client(conn: Connection, client_id: str) -> bool:
     return bool(result.rowcount)
 
 
+_DISABLED = DriverQuery("SELECT disabled FROM system_clients WHERE client_id = ?")
+
+
 def is_active(conn: Connection, client_id: str) -> bool:
-    disabled = conn.execute(
-        select(system_clients.c.disabled).where(system_clients.c.client_id == client_id)
-    ).scalar_one_or_none()
-    return disabled is False
+    """Asked on every request, in its transaction: a disabled account is out at once."""
+    row = _DISABLED.first(conn, client_id)
+    return row is not None and not row[0]
 
 
 def _client(row: Any) -> SystemClient:

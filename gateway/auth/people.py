@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.auth.passwords import hash_password, verify_password
+from gateway.store.driver_sql import DriverQuery
 from gateway.store.schema import apps, authorization_codes, users
 
 ROLES = ("clinician", "assistant", "dpo", "admin")
@@ -102,11 +103,13 @@ def disable_user(conn: Connection, username: str) -> bool:
     return bool(result.rowcount)
 
 
+_DISABLED = DriverQuery("SELECT disabled FROM users WHERE user_id = ?")
+
+
 def is_active_user(conn: Connection, user_id: str) -> bool:
-    disabled = conn.execute(
-        select(users.c.disabled).where(users.c.user_id == user_id)
-    ).scalar_one_or_none()
-    return disabled is False
+    """Asked on every request, in its transaction: a disabled account is out at once."""
+    row = _DISABLED.first(conn, user_id)
+    return row is not None and not row[0]
 
 
 def find_user(conn: Connection, user_id: str) -> User | None:

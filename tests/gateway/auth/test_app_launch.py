@@ -45,7 +45,7 @@ def people(server, tmp_path_factory):
     hospital = server.hospital("90000501", "Login Hospital")
     password_file = tmp_path_factory.mktemp("secrets") / "password"
     password_file.write_text(PASSWORD)
-    for username in ("dr.visser", "dr.locked"):
+    for username in ("dr.visser", "dr.locked", "dr.vertrokken"):
         out = cli(
             server,
             "users",
@@ -131,6 +131,18 @@ def test_full_flow_gives_a_user_token_with_fhir_user_and_organisation(server, pe
         f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=headers
     )
     assert created.status_code == 403
+
+
+def test_a_disabled_persons_token_stops_working_at_once(server, people):
+    _, app = people
+    verifier, challenge = pkce()
+    code = code_of(log_in(server, app, challenge, username="dr.vertrokken"))
+    token = exchange(server, app, code, verifier).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{server.fhir}/Patient", headers=headers).status_code == 200
+    assert "disabled dr.vertrokken" in cli(server, "users", "disable", "dr.vertrokken")
+    refused = httpx.get(f"{server.fhir}/Patient", headers=headers)
+    assert refused.status_code == 401 and "disabled" in refused.text
 
 
 def test_wrong_verifier_spends_the_code(server, people):
