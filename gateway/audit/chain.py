@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection, RowMapping
 
 from gateway.audit.event import AuditFacts
 from gateway.audit.signing import CheckpointSigner, checkpoint_message
-from gateway.store.schema import audit_chain_head, audit_checkpoints, audit_events
+from gateway.store.driver_sql import DriverQuery
+from gateway.store.schema import audit_checkpoints
 
 GENESIS = bytes(32)  # the "previous hash" of the first record
 
@@ -102,46 +103,69 @@ def append(
     """Chain and insert ``rows`` (from ``rows_of``) in the caller's transaction; signs a
     checkpoint when one is due. Returns the sequence number of the last record."""
     pending = list(rows)
-    statement = select(audit_chain_head).where(audit_chain_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    head = conn.execute(statement).one()
-    seq, previous = int(head.seq), bytes(head.hash)
+    head = _head(conn)
+    seq, previous = head.seq, head.hash
     if not pending:
         return seq
     for row in pending:
         seq += 1
         row["seq"] = seq
         row["hash"] = previous = link(previous, row)
-    conn.execute(insert(audit_events), pending)
+    _INSERT.run_many(conn, [tuple(row[name] for name in _STORED) for row in pending])
     now_us = time.time_ns() // 1000
-    values: dict[str, Any] = {"seq": seq, "hash": previous}
     due = seq - head.checkpoint_seq >= policy.every_records or (
         now_us - head.checkpoint_us >= policy.every_seconds * 1_000_000
     )
     if due:
         sign(conn, signer, "checkpoint", seq, previous, now_us)
-        values.update(checkpoint_seq=seq, checkpoint_us=now_us)
-    conn.execute(update(audit_chain_head).where(audit_chain_head.c.id == 1).values(**values))
+        _MOVE_HEAD_SIGNED.run(conn, seq, previous, seq, now_us)
+    else:
+        _MOVE_HEAD.run(conn, seq, previous)
     return seq
+
+
+# On the driver's cursor: the group commit of reads runs these for every batch, and
+# SQLAlchemy's per-statement work cost more than the statements (bench/bench_audit.py).
+_STORED = (*CHAINED, "content", "hash")
+_INSERT = DriverQuery(  # our own column names, every value bound
+    f"INSERT INTO audit_events ({', '.join(_STORED)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_STORED))})"
+)
+_HEAD = "SELECT seq, hash, checkpoint_seq, checkpoint_us FROM audit_chain_head WHERE id = 1"
+_SELECT_HEAD, _LOCK_HEAD = DriverQuery(_HEAD), DriverQuery(_HEAD + " FOR UPDATE")
+_MOVE_HEAD = DriverQuery("UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1")
+_MOVE_HEAD_SIGNED = DriverQuery(
+    "UPDATE audit_chain_head SET seq = ?, hash = ?, checkpoint_seq = ?, checkpoint_us = ? "
+    "WHERE id = 1"
+)
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: bytes
+    checkpoint_seq: int
+    checkpoint_us: int
+
+
+def _head(conn: Connection) -> _Head:
+    """The chain's head row, locked until the transaction ends (SQLite: by BEGIN IMMEDIATE)."""
+    query = _LOCK_HEAD if conn.dialect.name == "postgresql" else _SELECT_HEAD
+    row = query.first(conn)
+    assert row is not None, "migration 0007 creates the head row"
+    seq, chain_hash, checkpoint_seq, checkpoint_us = row
+    return _Head(int(seq), bytes(chain_hash), int(checkpoint_seq), int(checkpoint_us))
 
 
 def checkpoint_now(conn: Connection, signer: CheckpointSigner) -> int:
     """Sign a checkpoint at the current tail (at shutdown, before a verify); its seq."""
-    statement = select(audit_chain_head).where(audit_chain_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    head = conn.execute(statement).one()
+    head = _head(conn)
     if head.seq == 0 or head.seq == head.checkpoint_seq:
-        return int(head.checkpoint_seq)
+        return head.checkpoint_seq
     now_us = time.time_ns() // 1000
-    sign(conn, signer, "checkpoint", int(head.seq), bytes(head.hash), now_us)
-    conn.execute(
-        update(audit_chain_head)
-        .where(audit_chain_head.c.id == 1)
-        .values(checkpoint_seq=head.seq, checkpoint_us=now_us)
-    )
-    return int(head.seq)
+    sign(conn, signer, "checkpoint", head.seq, head.hash, now_us)
+    _MOVE_HEAD_SIGNED.run(conn, head.seq, head.hash, head.seq, now_us)
+    return head.seq
 
 
 def sign(

@@ -1,29 +1,47 @@
-"""Fixed lookups run on the database driver's own cursor, for the few statements every request
-makes: under load SQLAlchemy's per-statement work (cache key, compiled-cache lookup, result
-wrapping) costs ~50 us, more than the lookup itself (measured with ``bench/bench_auth.py``).
+"""Fixed statements run on the database driver's own cursor, for the few that every request
+makes: under load SQLAlchemy's per-statement work (cache key, compiled-cache lookup, parameter
+and result processing) costs ~50 us, more than the statement itself (measured with
+``bench/bench_auth.py`` and ``bench/bench_audit.py``).
 
-Only constant SQL over our own schema, with every value bound as a parameter; it runs on the
+Only constant SQL over our own schema, every value bound as a parameter; it runs on the
 caller's connection, so inside the caller's transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 class DriverQuery:
     def __init__(self, sql: str) -> None:
         """``sql`` with ``?`` for each parameter (rewritten to ``%s`` for psycopg)."""
-        self._markers = {"qmark": sql, "format": sql.replace("?", "%s")}
+        self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
 
     def first(self, conn: Connection, *parameters: Any) -> tuple[Any, ...] | None:
-        style = "qmark" if conn.dialect.paramstyle == "qmark" else "format"
+        def fetch(cursor: Any, sql: str) -> Any:
+            cursor.execute(sql, parameters)
+            return cursor.fetchone()
+
+        row = self._execute(conn, fetch)
+        return tuple(row) if row is not None else None
+
+    def run(self, conn: Connection, *parameters: Any) -> None:
+        self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters))
+
+    def run_many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        self._execute(conn, lambda cursor, sql: cursor.executemany(sql, rows))
+
+    def _execute(self, conn: Connection, call: Callable[[Any, str], Any]) -> Any:
+        dbapi = conn.dialect.loaded_dbapi
+        sql = self._sql["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(self._markers[style], parameters)
-            row = cursor.fetchone()
+            return call(cursor, sql)
+        except dbapi.Error as error:  # as SQLAlchemy would raise it, for callers that catch it
+            raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
         finally:
             cursor.close()
-        return tuple(row) if row is not None else None
