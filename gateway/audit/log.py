@@ -144,6 +144,7 @@ def report_line(row: Row[Any]) -> dict[str, Any]:
     consents: list[str] = []
     query = ""
     basis: dict[str, str] = {}
+    details: dict[str, str] = {}
     for entity in event.get("entity", []):
         role = entity.get("role", {}).get("code")
         kind = entity.get("type", {}).get("code")
@@ -153,6 +154,8 @@ def report_line(row: Row[Any]) -> dict[str, Any]:
             query = entity.get("description", "")
         elif kind == "access-basis":
             basis = {d["type"]: d["valueString"] for d in entity.get("detail", [])}
+        elif kind == "details":
+            details = {d["type"]: d["valueString"] for d in entity.get("detail", [])}
         elif kind == "Consent":
             consents.append(entity["what"]["reference"])
     purposes = [c["code"] for p in event.get("purposeOfEvent", []) for c in p.get("coding", [])]
@@ -174,7 +177,9 @@ def report_line(row: Row[Any]) -> dict[str, Any]:
         "consents": " ".join(consents),
         "agreement": basis.get("agreement", ""),
         "emergency": bool(row.emergency) or row.kind == "emergency",
-        "emergency_reason": basis.get("emergency-reason", ""),
+        # An access opened by an emergency carries its reason; so does the declaration itself.
+        "emergency_reason": basis.get("emergency-reason")
+        or (details.get("reason", "") if row.kind == "emergency" else ""),
         "purpose": " ".join(purposes),
         "request_id": row.request_id,
         "sequence": int(row.seq),

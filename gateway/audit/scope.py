@@ -123,12 +123,19 @@ class AuditScope:
         """The events of a call that was refused or failed: nothing it wrote remains."""
         now = time.time_ns() // 1000
         reads = [t for t in self.touches if t.action == "R"]
+        # A refusal by consent names the patient and holder the refused data belonged to, so
+        # the attempt shows in that patient's report and to the holder's DPO.
+        refused = next((d for d in self.decisions if not d.permit), None)
         patient = next((t.patient_key for t in reads if t.patient_key), self.named_patient)
+        if patient is None and refused is not None:
+            patient = refused.patient_key
         event = self._fact(
             now,
             outcome=outcome,
             outcome_desc=description,
             patient_key=patient,
+            patient_ref=None if patient or refused is None else refused.patient_ref,
+            custodian=refused.holder if refused is not None else None,
             data=(self.interaction.target,) if self._names_instance() else (),
         )
         return [event, *(self._decision_event(d, now) for d in self.decisions)]

@@ -28,6 +28,7 @@ from consent_builders import consent_json, provision  # the consent package's ow
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 HOLDER, PARTNER, UNRELATED, FAR = "90000721", "90000722", "90000723", "90000724"
+REFUSED = "90000725"  # its clinician tries to read the result and is refused
 BSNS = valid_bsns(999840000)
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -138,7 +139,8 @@ def world(server: LiveServer) -> dict[str, Any]:
     agreement); the partner's clinician reads it; a far hospital's clinician breaks the glass."""
     holder = server.hospital(HOLDER, "Houdend Ziekenhuis")
     partner = server.hospital(PARTNER, "Partner Ziekenhuis")
-    unrelated = server.hospital(UNRELATED, "Ander Ziekenhuis")
+    server.hospital(UNRELATED, "Ander Ziekenhuis")
+    refused = server.hospital(REFUSED, "Geweigerd Ziekenhuis")
     far = server.hospital(FAR, "Ver Ziekenhuis")
     server.agreement(HOLDER, PARTNER)
     today = date.today()
@@ -185,7 +187,7 @@ def world(server: LiveServer) -> dict[str, Any]:
         )
     assert declared.status_code == 201, declared.text
     refused_clinician = f"arts-{uuid.uuid4().hex[:6]}"  # no agreement, no consent: refused
-    with server.person(unrelated, refused_clinician, "clinician") as api:
+    with server.person(refused, refused_clinician, "clinician") as api:
         assert api.get(f"/Observation/{result.json()['id']}").status_code == 404
     return {
         "bsn": bsn,
@@ -270,7 +272,10 @@ def test_the_report_says_why_an_access_was_refused(world):
     lines = rows(report(world["dpo"], world["bsn"]).text, "report")
     refused = [r for r in lines if world["refused_clinician"] in r]
     assert refused, lines
-    assert all("have no agreement" in r for r in refused), refused
+    # The attempt, as the clinician was answered, and the decision, with the rule that denied.
+    assert len(refused) == 2, refused
+    assert any("404" in r and "is not known" in r for r in refused), refused
+    assert any("have no agreement" in r for r in refused), refused
 
 
 def test_the_audit_search_filters_by_agent_and_outcome_and_by_patient_in_a_post(world):
