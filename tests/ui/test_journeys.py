@@ -141,12 +141,14 @@ def timeline(page: Any) -> str:
 
 
 def access_report(dpo: Any, network: Network) -> str:
-    """The DPO's NEN 7513 access report of the network's patient, as shown."""
+    """The DPO's NEN 7513 access report of the network's patient, as shown: a line per row
+    (a cell may hold more than one line, e.g. an emergency and its reason)."""
     dpo.goto(network.url + "/ui/dpo/report")
     dpo.fill("#bsn", network.bsn)
     dpo.locator("button[name=format][value=html]").click()
     dpo.wait_for_load_state()
-    return str(dpo.locator("main table").last.inner_text())
+    rows = dpo.locator("main table").last.locator("tr").all_inner_texts()
+    return "\n".join(" ".join(row.split()) for row in rows)
 
 
 def assert_accessible(page: Any) -> None:
