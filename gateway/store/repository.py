@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
+from gateway.store.driver_sql import DriverQuery
 from gateway.store.schema import (
     INDEX_TABLES,
     conditional_claims,
@@ -81,10 +82,22 @@ _SELECT_CURRENT = select(*_CURRENT).where(*_BY_ID)
 _LOCK_CURRENT = _SELECT_CURRENT.with_for_update()
 
 
+# Every read starts here: on the driver's cursor (see gateway.store.driver_sql).
+_CURRENT_BY_ID = DriverQuery(
+    "SELECT rid, res_type, res_id, version, last_updated_us, deleted, content, owner_org, "
+    "sealed, NULL, patient_key, patient_ref, data_category, data_date_us "
+    "FROM resources WHERE res_type = ? AND res_id = ?"
+)
+
+
 def current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
     """The current version (possibly a deletion) of a resource, or None if it never existed."""
-    row = conn.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
-    return StoredVersion(*row) if row else None
+    row = _CURRENT_BY_ID.first(conn, res_type, res_id)
+    if row is None:
+        return None
+    values = list(row)
+    values[5], values[8] = bool(values[5]), bool(values[8])  # SQLite hands back 0 or 1
+    return StoredVersion(*values)
 
 
 def lock_current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
