@@ -75,6 +75,7 @@ from gateway.store.search_sql import (
     organization_visible,
     page_statement,
     revinclude_statement,
+    visible_rid,
 )
 
 if TYPE_CHECKING:
@@ -233,13 +234,17 @@ class ResourceService:
         organization = ctx.actor.organization
         if ctx.actor.is_local and organization is None:  # the operator's console
             return everything_visible
-        scope = ConsentScope(
+        return organization_visible(
+            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
+        )
+
+    def _consent_scope(self, ctx: RequestContext) -> ConsentScope:
+        return ConsentScope(
             actor_id=ctx.actor.id,
             purpose=READ_PURPOSE,
             now_us=time.time_ns() // 1000,
             opt_out=self.settings.consent_policy == "opt-out",
         )
-        return organization_visible(organization, NETWORK, scope, addressed=not ctx.consulting)
 
     def ownership(self, ctx: RequestContext) -> Visibility:
         """The actor's own resources: what it may change."""
@@ -255,10 +260,13 @@ class ResourceService:
             NETWORK,
         ):
             return True
+        if organization is None:
+            return False
         # Shared with it, or opened by consent: the same SQL condition searches use.
-        return organization is not None and repository.passes(
-            conn, stored.rid, self.visibility(ctx)
+        check = visible_rid(
+            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
         )
+        return repository.rid_passes(conn, stored.rid, check)
 
     def _version_visible(
         self, conn: Connection, ctx: RequestContext, stored: StoredVersion

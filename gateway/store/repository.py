@@ -486,6 +486,12 @@ def patient_key_of(conn: Connection, rid: int) -> str | None:
     ).scalar_one_or_none()
 
 
+def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) -> bool:
+    """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid)."""
+    statement, values = check
+    return conn.execute(statement, {**values, "rid": rid}).first() is not None
+
+
 def passes(conn: Connection, rid: int, visible: Any) -> bool:
     """Whether the resource ``rid`` passes a visibility condition (one indexed lookup)."""
     condition = visible(resources)
