@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -545,12 +546,16 @@ def version_passes(conn: Connection, stored: StoredVersion, visible: Any) -> boo
 
 def rekey_patient(conn: Connection, patient_ref: str, patient_key: str | None) -> None:
     """Give every resource about ``patient_ref`` the patient's (new) BSN as patient key."""
-    for table in (resources, resource_versions):  # every version is about the same person
-        conn.execute(
-            update(table)
-            .where(table.c.patient_ref == patient_ref, table.c.res_type != "Patient")
-            .values(patient_key=patient_key)
-        )
+    for statement in _REKEY:  # every version is about the same person
+        conn.execute(statement, {"ref": patient_ref, "key": patient_key})
+
+
+_REKEY = tuple(
+    update(table)
+    .where(table.c.patient_ref == bindparam("ref"), table.c.res_type != "Patient")
+    .values(patient_key=bindparam("key"))
+    for table in (resources, resource_versions)
+)
 
 
 def has_patient(conn: Connection, patient_key: str, organization: str | None) -> bool:
@@ -579,34 +584,50 @@ def find_by_token(
 ) -> list[StoredVersion]:
     """Current resources of ``owner`` whose token ``param`` is ``system|code``, oldest first: one
     indexed lookup, for the gateway's own look-ups (not a client's search)."""
-    statement = (
+    statement = _token_lookup(system is None, owner is None, limit)
+    values = {"res_type": res_type, "param": param, "code": code, "system": system, "owner": owner}
+    return [StoredVersion(*row) for row in conn.execute(statement, values)]
+
+
+@functools.cache
+def _token_lookup(no_system: bool, no_owner: bool, limit: int) -> Any:
+    # Built once per shape (IS NULL differs from = :value): every document push runs several.
+    return (
         select(*_CURRENT)
         .join(idx_token, idx_token.c.rid == resources.c.rid)
         .where(
-            idx_token.c.res_type == res_type,
-            idx_token.c.param == param,
-            idx_token.c.code == code,
-            idx_token.c.system.is_(None) if system is None else idx_token.c.system == system,
-            resources.c.owner_org == owner,
+            idx_token.c.res_type == bindparam("res_type"),
+            idx_token.c.param == bindparam("param"),
+            idx_token.c.code == bindparam("code"),
+            idx_token.c.system.is_(None)
+            if no_system
+            else idx_token.c.system == bindparam("system"),
+            resources.c.owner_org.is_(None)
+            if no_owner
+            else resources.c.owner_org == bindparam("owner"),
             resources.c.deleted.is_(False),
         )
         .order_by(resources.c.rid)
         .limit(limit)
     )
-    return [StoredVersion(*row) for row in conn.execute(statement)]
 
 
 def find_patient(conn: Connection, patient_key: str, owner: str | None) -> StoredVersion | None:
     """The oldest current Patient of ``owner`` with this BSN."""
-    row = conn.execute(
-        select(*_CURRENT)
-        .where(
-            resources.c.patient_key == patient_key,
-            resources.c.res_type == "Patient",
-            resources.c.owner_org == owner,
-            resources.c.deleted.is_(False),
-        )
-        .order_by(resources.c.rid)
-        .limit(1)
-    ).first()
+    statement = _FIND_PATIENT_OF_NOBODY if owner is None else _FIND_PATIENT
+    row = conn.execute(statement, {"patient_key": patient_key, "owner": owner}).first()
     return StoredVersion(*row) if row else None
+
+
+_FIND_PATIENT, _FIND_PATIENT_OF_NOBODY = (
+    select(*_CURRENT)
+    .where(
+        resources.c.patient_key == bindparam("patient_key"),
+        resources.c.res_type == "Patient",
+        owner,
+        resources.c.deleted.is_(False),
+    )
+    .order_by(resources.c.rid)
+    .limit(1)
+    for owner in (resources.c.owner_org == bindparam("owner"), resources.c.owner_org.is_(None))
+)
