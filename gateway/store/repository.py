@@ -468,17 +468,33 @@ def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> 
     """Give a stored resource, and its current version, its consent columns (e.g. a Binary,
     once its document is known); each version is judged by its own columns."""
     values = {
-        "patient_key": consent.patient_key,
-        "data_category": consent.data_category,
-        "data_date_us": consent.data_date_us,
+        "the_rid": rid,
+        "key": consent.patient_key,
+        "category": consent.data_category,
+        "date_us": consent.data_date_us,
     }
-    conn.execute(update(resources).where(resources.c.rid == rid).values(**values))
-    current = select(resources.c.version).where(resources.c.rid == rid).scalar_subquery()
-    conn.execute(
-        update(resource_versions)
-        .where(resource_versions.c.rid == rid, resource_versions.c.version == current)
-        .values(**values)
+    for statement in _SET_CONSENT_COLUMNS:
+        conn.execute(statement, values)
+
+
+_CONSENT_VALUES: dict[str, Any] = {
+    "patient_key": bindparam("key"),
+    "data_category": bindparam("category"),
+    "data_date_us": bindparam("date_us"),
+}
+# Built once: each pushed document's Binary is given its columns this way.
+_SET_CONSENT_COLUMNS = (
+    update(resources).where(resources.c.rid == bindparam("the_rid")).values(**_CONSENT_VALUES),
+    update(resource_versions)
+    .where(
+        resource_versions.c.rid == bindparam("the_rid"),
+        resource_versions.c.version
+        == select(resources.c.version)
+        .where(resources.c.rid == bindparam("the_rid"))
+        .scalar_subquery(),
     )
+    .values(**_CONSENT_VALUES),
+)
 
 
 def patient_key_of(conn: Connection, rid: int) -> str | None:
