@@ -22,6 +22,8 @@ from gateway.api import create_app
 from gateway.service.console import ConsoleChange
 from gateway.settings import Settings
 
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+
 # The organisations and agreements tests set up are recorded as console changes.
 TEST_CHANGE = ConsoleChange.of("admin-organization", ("test", "setup"))
 
@@ -472,3 +474,40 @@ def valid_bsns(first: int) -> Iterator[str]:
 
 def unique() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def break_the_glass(
+    clinician: httpx.Client, bsn: str, reason: str, **kwargs: Any
+) -> httpx.Response:
+    """``POST /Patient/$break-the-glass`` for the patient with ``bsn``."""
+    parameters = [
+        {"name": "patient", "valueIdentifier": {"system": BSN_SYSTEM, "value": bsn}},
+        {"name": "reason", "valueString": reason},
+    ]
+    return clinician.post(
+        "/Patient/$break-the-glass",
+        json={"resourceType": "Parameters", "parameter": parameters},
+        **kwargs,
+    )
+
+
+def patient_with_result(fhir: httpx.Client, bsn: str) -> tuple[str, str]:
+    """A Patient with ``bsn`` and a final Hb result about it, created by ``fhir``'s
+    organisation; their ids."""
+    patient = fhir.post(
+        "/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": BSN_SYSTEM, "value": bsn}]},
+    )
+    assert patient.status_code == 201, patient.text
+    result = fhir.post(
+        "/Observation",
+        json={
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Hb"},
+            "subject": {"reference": f"Patient/{patient.json()['id']}"},
+            "effectiveDateTime": "2025-06-01T10:00:00+02:00",
+        },
+    )
+    assert result.status_code == 201, result.text
+    return patient.json()["id"], result.json()["id"]

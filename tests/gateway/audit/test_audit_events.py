@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import LOGIN_REDIRECT, PERSON_PASSWORD, add_person
+from harness import LOGIN_REDIRECT, PERSON_PASSWORD, add_person, break_the_glass
 
 from gateway.exchange.compose import provide_document_bundle
 
-BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 URA = "http://fhir.nl/fhir/NamingSystem/ura"
+BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 SENDER, RECIPIENT, BYSTANDER = "90000701", "90000702", "90000703"
 PATIENT_BSN = "999911120"  # passes the elfproef
 
@@ -256,16 +256,8 @@ def test_a_refused_access_is_a_denial_event(server, world):
 def test_an_emergency_is_recorded_as_such(server, world):
     clinician = server.person(world["bystander"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
     request_id, _ = ids()
-    declared = clinician.post(
-        "/Patient/$break-the-glass",
-        json={
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "patient", "valueIdentifier": {"system": BSN, "value": PATIENT_BSN}},
-                {"name": "reason", "valueString": "bewusteloos op de SEH"},
-            ],
-        },
-        headers={"X-Request-Id": request_id},
+    declared = break_the_glass(
+        clinician, PATIENT_BSN, "bewusteloos op de SEH", headers={"X-Request-Id": request_id}
     )
     assert declared.status_code == 201, declared.text
     read_id, _ = ids()

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BACKENDS, LiveServer, start_server
+from harness import BACKENDS, LiveServer, break_the_glass, patient_with_result, start_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "consent"))
 from consent_builders import consent_json, provision  # the consent package's own builders
 
-BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 HOLDER, PARTNER, STRANGER = "90000731", "90000732", "90000733"
 PATIENT = "999911120"
 OWN = ("own-organisation", False)
@@ -44,23 +43,8 @@ def play(server: LiveServer) -> dict[str, Any]:
     made: dict[str, Any] = {}
     with server.client(holder) as fhir:
         for bsn in (PATIENT, OTHER_PATIENT):
-            patient = fhir.post(
-                "/Patient",
-                json={"resourceType": "Patient", "identifier": [{"system": BSN, "value": bsn}]},
-            )
-            assert patient.status_code == 201, patient.text
-            result = fhir.post(
-                "/Observation",
-                json={
-                    "resourceType": "Observation",
-                    "status": "final",
-                    "code": {"text": "Hb"},
-                    "subject": {"reference": f"Patient/{patient.json()['id']}"},
-                    "effectiveDateTime": "2026-06-01T10:00:00+02:00",
-                },
-            )
-            assert result.status_code == 201, result.text
-            made[bsn] = {"patient": patient.json()["id"], "observation": result.json()["id"]}
+            patient, result = patient_with_result(fhir, bsn)
+            made[bsn] = {"patient": patient, "observation": result}
         consent = consent_json("c", provision("permit", to=[PARTNER]), patient=PATIENT)
         consent.pop("id")
         consent["organization"] = [
@@ -76,16 +60,7 @@ def play(server: LiveServer) -> dict[str, Any]:
     made["stranger_clinician"] = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(stranger, made["stranger_clinician"], "clinician") as api:
         assert api.get(observation).status_code == 404  # no agreement, no consent
-        declared = api.post(
-            "/Patient/$break-the-glass",
-            json={
-                "resourceType": "Parameters",
-                "parameter": [
-                    {"name": "patient", "valueIdentifier": {"system": BSN, "value": PATIENT}},
-                    {"name": "reason", "valueString": "bewusteloos op de SEH"},
-                ],
-            },
-        )
+        declared = break_the_glass(api, PATIENT, "bewusteloos op de SEH")
         assert declared.status_code == 201, declared.text
         assert api.get(observation).status_code == 200
     return made

@@ -19,14 +19,21 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from harness import PERSON_PASSWORD, LiveServer, Settings, add_person, valid_bsns
+from harness import (
+    PERSON_PASSWORD,
+    LiveServer,
+    Settings,
+    add_person,
+    break_the_glass,
+    patient_with_result,
+    valid_bsns,
+)
 
 from gateway.audit.log import REPORT_COLUMNS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "consent"))
 from consent_builders import consent_json, provision  # the consent package's own builders
 
-BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 HOLDER, PARTNER, UNRELATED, FAR = "90000721", "90000722", "90000723", "90000724"
 REFUSED = "90000725"  # its clinician tries to read the result and is refused
 BSNS = valid_bsns(999840000)
@@ -148,22 +155,7 @@ def world(server: LiveServer) -> dict[str, Any]:
     expired = agreement_until(server, (HOLDER, FAR), today - timedelta(days=30))
     bsn = next(BSNS)
     with server.client(holder) as fhir:
-        patient = fhir.post(
-            "/Patient",
-            json={"resourceType": "Patient", "identifier": [{"system": BSN, "value": bsn}]},
-        )
-        assert patient.status_code == 201, patient.text
-        result = fhir.post(
-            "/Observation",
-            json={
-                "resourceType": "Observation",
-                "status": "final",
-                "code": {"text": "Hb"},
-                "subject": {"reference": f"Patient/{patient.json()['id']}"},
-                "effectiveDateTime": "2025-06-01T10:00:00+02:00",
-            },
-        )
-        assert result.status_code == 201, result.text
+        _patient, result = patient_with_result(fhir, bsn)
         consent = consent_json("c", provision("permit"), patient=bsn)
         consent.pop("id")
         consent.pop("organization")
@@ -171,27 +163,18 @@ def world(server: LiveServer) -> dict[str, Any]:
         assert recorded.status_code == 201, recorded.text
     clinician = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(partner, clinician, "clinician") as api:
-        read = api.get(f"/Observation/{result.json()['id']}")
+        read = api.get(f"/Observation/{result}")
     assert read.status_code == 200, read.text
     far_clinician = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(far, far_clinician, "clinician") as api:
-        declared = api.post(
-            "/Patient/$break-the-glass",
-            json={
-                "resourceType": "Parameters",
-                "parameter": [
-                    {"name": "patient", "valueIdentifier": {"system": BSN, "value": bsn}},
-                    {"name": "reason", "valueString": "reanimatie op de SEH"},
-                ],
-            },
-        )
+        declared = break_the_glass(api, bsn, "reanimatie op de SEH")
     assert declared.status_code == 201, declared.text
     refused_clinician = f"arts-{uuid.uuid4().hex[:6]}"  # no agreement, no consent: refused
     with server.person(refused, refused_clinician, "clinician") as api:
-        assert api.get(f"/Observation/{result.json()['id']}").status_code == 404
+        assert api.get(f"/Observation/{result}").status_code == 404
     return {
         "bsn": bsn,
-        "observation": f"Observation/{result.json()['id']}",
+        "observation": f"Observation/{result}",
         "consent": recorded.json()["id"],
         "clinician": clinician,
         "far_clinician": far_clinician,
