@@ -35,7 +35,12 @@ class ConsoleChange:
         return cls(kind, " ".join(words)[:1000], _operator())
 
     def context(self, actor: Actor = LOCAL_OPERATOR) -> RequestContext:
-        return RequestContext(actor=replace(actor, name=self.operator), base_url="urn:zorgbrug:cli")
+        # Running the network is healthcare operations (v3-ActReason HOPERAT), not treatment.
+        return RequestContext(
+            actor=replace(actor, name=self.operator),
+            base_url="urn:zorgbrug:cli",
+            purpose="HOPERAT",
+        )
 
     @property
     def interaction(self) -> Interaction:

@@ -455,7 +455,7 @@ def test_administrative_changes_at_the_console_are_recorded(server, world):
     assert run.returncode == 0, run.stderr
     lines = json.loads(operator_report(server, "--format", "json"))["events"]
     admin = [e for e in lines if e["event"] == "admin-organization"]
-    assert admin and admin[-1]["role"] == "operator"
+    assert admin and admin[-1]["role"] == "operator" and admin[-1]["purpose"] == "HOPERAT"
     report = json.loads(operator_report(server, "--format", "fhir"))
     recorded = [
         e["resource"] for e in report["entry"] if e["resource"]["subtype"][0]["code"] == "110128"
