@@ -272,15 +272,14 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
 def _disable(
     args: argparse.Namespace, disable: Callable[[Any, str], bool], name: str, what: str
 ) -> int:
-    """Disable a client or person by its id or name; an unknown one is an error."""
-    found = asyncio.run(
-        _with_service(
-            _settings(args),
-            lambda service: args.change.write(service, lambda conn: disable(conn, name)),
-        )
-    )
-    if not found:
-        raise ValueError(f"no {what} {name}")
+    """Disable a client or person by its id or name; an unknown one is refused (and recorded
+    as such)."""
+
+    def work(conn: Any) -> None:
+        if not disable(conn, name):
+            raise ValueError(f"no {what} {name}")
+
+    asyncio.run(_with_service(_settings(args), lambda service: args.change.write(service, work)))
     print(f"disabled {name}")
     return 0
 
@@ -389,19 +388,13 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
-
     from gateway.exchange import outbox
 
-    found = asyncio.run(
-        _with_service(
-            _settings(args),
-            lambda service: args.change.write(
-                service, lambda conn: outbox.retry(conn, args.delivery_id, time.time_ns() // 1000)
-            ),
-        )
-    )
-    if not found:
-        raise ValueError(f"no failed delivery {args.delivery_id}")
+    def work(conn: Any) -> None:
+        if not outbox.retry(conn, args.delivery_id, time.time_ns() // 1000):
+            raise ValueError(f"no failed delivery {args.delivery_id}")
+
+    asyncio.run(_with_service(_settings(args), lambda service: args.change.write(service, work)))
     print(f"delivery {args.delivery_id} queued again")
     return 0
 
