@@ -127,14 +127,15 @@ class AuditScope:
         # the attempt shows in that patient's report and to the holder's DPO.
         refused = next((d for d in self.decisions if not d.permit), None)
         patient = next((t.patient_key for t in reads if t.patient_key), self.named_patient)
-        if patient is None and refused is not None:
-            patient = refused.patient_key
+        patient_ref = None
+        if patient is None and refused is not None:  # its BSN, or else its record's reference
+            patient, patient_ref = refused.patient_key, refused.patient_ref
         event = self._fact(
             now,
             outcome=outcome,
             outcome_desc=description,
             patient_key=patient,
-            patient_ref=None if patient or refused is None else refused.patient_ref,
+            patient_ref=None if patient else patient_ref,
             custodian=refused.holder if refused is not None else None,
             data=(self.interaction.target,) if self._names_instance() else (),
         )
