@@ -119,6 +119,14 @@ def subtype(event: dict[str, Any]) -> str:
     return str(event["subtype"][0]["code"])
 
 
+def traced_get(fhir: httpx.Client, path: str) -> str:
+    """GET ``path`` (200) under a fresh X-Request-Id; that id."""
+    request_id, _ = ids()
+    answer = fhir.get(path, headers={"X-Request-Id": request_id})
+    assert answer.status_code == 200, answer.text
+    return request_id
+
+
 def ids() -> tuple[str, str]:
     return f"req-{uuid.uuid4().hex}", f"corr-{uuid.uuid4().hex}"
 
@@ -517,20 +525,8 @@ def test_the_capability_statement_lists_what_the_audit_log_really_offers(server,
 def test_vread_history_and_a_batch_are_each_recorded(server, world):
     """The version-aware reads and a batch: each names the data it touched, with its patient."""
     with server.client(world["sender"]) as fhir:
-        vread_id, _ = ids()
-        assert (
-            fhir.get(
-                f"/{world['document']}/_history/1", headers={"X-Request-Id": vread_id}
-            ).status_code
-            == 200
-        )
-        history_id, _ = ids()
-        assert (
-            fhir.get(
-                f"/{world['document']}/_history", headers={"X-Request-Id": history_id}
-            ).status_code
-            == 200
-        )
+        vread_id = traced_get(fhir, f"/{world['document']}/_history/1")
+        history_id = traced_get(fhir, f"/{world['document']}/_history")
         batch_id, _ = ids()
         batch = {
             "resourceType": "Bundle",

@@ -139,6 +139,13 @@ def test_rotation_rewraps_every_data_key_and_keeps_every_document_readable(serve
     fresh = b"na de rotatie"
     assert retrieve(server, network.recipient, push(server, network, fresh)).content == fresh
     assert server.cli("orgs", "list").returncode == 0  # the key checks agree with the file
+    # The rotation is recorded, with the command, in the transaction that forgets the old key.
+    report = server.cli("audit", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    rotations = [e for e in json.loads(report.stdout)["events"] if e["event"] == "admin-security"]
+    assert [(e["outcome"], e["role"], e["purpose"]) for e in rotations] == [
+        ("0", "operator", "HOPERAT")
+    ]
 
 
 @pytest.mark.parametrize("size", [9 * 1024 * 1024 + 7])
