@@ -641,7 +641,6 @@ def sql_breakdown(
                 scope = ConsentScope(
                     actor_id=client["client_id"],
                     purpose=READ_PURPOSE,
-                    now_us=time.time_ns() // 1000,
                     opt_out=False,
                 )
                 visible = (

@@ -6,6 +6,6 @@ path filters on (``gateway.store.search_sql.organization_visible``), in the same
 the change that alters them, so a revocation holds from the next request in every process.
 """
 
-from gateway.policy.information import PolicyInformation, PolicyScope
+from gateway.policy.information import PolicyInformation
 
-__all__ = ["PolicyInformation", "PolicyScope"]
+__all__ = ["PolicyInformation"]

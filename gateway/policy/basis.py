@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from consent import (
@@ -100,14 +100,12 @@ def basis_of_decision(decision: AccessDecision) -> Basis:
     )
 
 
+_ADDRESSED = select(resource_shares.c.rid).where(
+    resource_shares.c.rid == bindparam("rid"),
+    resource_shares.c.org_ura == bindparam("org"),
+    resource_shares.c.active.is_(True),
+)
+
+
 def _addressed(conn: Connection, rid: int, organization: str) -> bool:
-    return (
-        conn.execute(
-            select(resource_shares.c.rid).where(
-                resource_shares.c.rid == rid,
-                resource_shares.c.org_ura == organization,
-                resource_shares.c.active.is_(True),
-            )
-        ).first()
-        is not None
-    )
+    return conn.execute(_ADDRESSED, {"rid": rid, "org": organization}).first() is not None

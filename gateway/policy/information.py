@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, bindparam, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from consent import (
@@ -54,23 +54,43 @@ NEVER_US = 2**62  # the "unbounded" end of a range in the grants tables
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class PolicyScope:
-    """What a request's consent-based visibility depends on (see search_sql)."""
-
-    organization: str
-    actor_id: str
-    purpose: str
-    now_us: int
-    opt_out: bool
-
-
 def to_us(moment: datetime | None, default: int) -> int:
     return default if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
+
+
+_T = TypeVar("_T")
+_NETWORK_CONTENTS = (
+    select(resources.c.content)
+    .where(
+        resources.c.res_type == bindparam("res_type"),
+        resources.c.owner_org == NETWORK,
+        resources.c.deleted.is_(False),
+    )
+    .order_by(resources.c.rid)
+)
+
+
+def _directory_of(contents: tuple[bytes, ...]) -> dict[str, frozenset[str]]:
+    found: dict[str, frozenset[str]] = {}
+    for content in contents:
+        organization = orjson.loads(content)
+        ura = _identifier(organization, URA)
+        if ura:
+            found[ura] = frozenset(
+                str(coding.get("code"))
+                for concept in organization.get("type") or []
+                for coding in concept.get("coding") or []
+                if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
+            )
+    return found
+
+
+def _agreements_of(contents: tuple[bytes, ...]) -> list[Agreement]:
+    return [agreement_from_contract(orjson.loads(content)) for content in contents]
 
 
 class StoreResolver:
@@ -105,30 +125,13 @@ class PolicyInformation:
 
     def __init__(self, policy: NetworkPolicy) -> None:
         self.policy = policy
+        self._parsed: dict[str, tuple[tuple[bytes, ...], Any]] = {}
 
     # -- facts ------------------------------------------------------------------------------
 
     def directory(self, conn: Connection) -> dict[str, frozenset[str]]:
         """Every registered organisation's URA and organisation types."""
-        rows = conn.execute(
-            select(resources.c.content).where(
-                resources.c.res_type == "Organization",
-                resources.c.owner_org == NETWORK,
-                resources.c.deleted.is_(False),
-            )
-        ).scalars()
-        found: dict[str, frozenset[str]] = {}
-        for content in rows:
-            organization = orjson.loads(content)
-            ura = _identifier(organization, URA)
-            if ura:
-                found[ura] = frozenset(
-                    str(coding.get("code"))
-                    for concept in organization.get("type") or []
-                    for coding in concept.get("coding") or []
-                    if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
-                )
-        return found
+        return self._network_resources(conn, "Organization", _directory_of)
 
     def consents(self, conn: Connection, patient_key: str) -> list[PatientConsent]:
         rows = conn.execute(
@@ -143,14 +146,21 @@ class PolicyInformation:
 
     def agreements(self, conn: Connection) -> list[Agreement]:
         """The network's agreements: the Contract resources of its directory."""
-        rows = conn.execute(
-            select(resources.c.content).where(
-                resources.c.res_type == "Contract",
-                resources.c.owner_org == NETWORK,
-                resources.c.deleted.is_(False),
-            )
-        ).scalars()
-        return [agreement_from_contract(orjson.loads(content)) for content in rows]
+        return self._network_resources(conn, "Contract", _agreements_of)
+
+    def _network_resources(
+        self, conn: Connection, res_type: str, parse: Callable[[tuple[bytes, ...]], _T]
+    ) -> _T:
+        """``parse`` of the network's current resources of ``res_type``, parsed again only when
+        their stored bytes changed: the rows are read on every call (so no process acts on
+        a stale directory or agreement), the parsing is what is saved."""
+        contents = tuple(conn.execute(_NETWORK_CONTENTS, {"res_type": res_type}).scalars())
+        known = self._parsed.get(res_type)
+        if known is not None and known[0] == contents:
+            return cast(_T, known[1])
+        value = parse(contents)
+        self._parsed[res_type] = (contents, value)
+        return value
 
     def emergencies(self, conn: Connection, patient_key: str) -> list[Emergency]:
         rows = conn.execute(select(emergencies).where(emergencies.c.patient_key == patient_key))

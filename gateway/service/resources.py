@@ -242,7 +242,6 @@ class ResourceService:
         return ConsentScope(
             actor_id=ctx.actor.id,
             purpose=READ_PURPOSE,
-            now_us=time.time_ns() // 1000,
             opt_out=self.settings.consent_policy == "opt-out",
         )
 
@@ -1100,7 +1099,7 @@ class ResourceService:
         query.revincludes = [i for i in query.revincludes if ctx.actor.may(i.source_type, "r")]
         visible = self.visibility(ctx)
         base = f"{ctx.base_url}/{query.resource_type}"
-        self._audit_patient_query(conn, ctx, query, visible)
+        self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
             total = (conn.execute(count_statement(query, visible))).scalar_one()
             return bundle_bytes(
@@ -1145,7 +1144,7 @@ class ResourceService:
         )
 
     def _audit_patient_query(
-        self, conn: Connection, ctx: RequestContext, query: SearchQuery, visible: Visibility
+        self, conn: Connection, ctx: RequestContext, query: SearchQuery
     ) -> None:
         """A search about one patient: note whom it was about and, for every other
         organisation holding such data of the patient that the actor may not see, the access
@@ -1161,7 +1160,7 @@ class ResourceService:
         for stored in repository.others_holding(
             conn, bsn, query.resource_type, [organization, NETWORK]
         ):
-            if not repository.passes(conn, stored.rid, visible):
+            if not self._visible(conn, ctx, stored):
                 self._note_refused(conn, stored)
 
     def _included(

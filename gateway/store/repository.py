@@ -509,15 +509,6 @@ def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) ->
     return conn.execute(statement, {**values, "rid": rid}).first() is not None
 
 
-def passes(conn: Connection, rid: int, visible: Any) -> bool:
-    """Whether the resource ``rid`` passes a visibility condition (one indexed lookup)."""
-    condition = visible(resources)
-    statement = select(resources.c.rid).where(resources.c.rid == rid)
-    if condition is not None:
-        statement = statement.where(condition)
-    return conn.execute(statement).first() is not None
-
-
 def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, Touch]:
     """The current versions of ``rids`` as the audit trail notes them."""
     if not rids:
