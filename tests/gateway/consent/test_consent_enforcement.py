@@ -224,6 +224,20 @@ def test_revocation_holds_from_the_next_request_in_every_gateway_process(server,
         second.stop()
 
 
+def test_a_consent_closes_at_its_end_also_to_a_partner_that_was_reading(server, hospitals, record):
+    """The gateway keeps each actor's visibility condition between requests; the time it
+    judges consent periods at is read when each request runs, not when that was built."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    holder, partner, _ = hospitals
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    consent(server, holder, record, provision("permit", period=(None, end.isoformat())))
+    assert seen(server, partner, record) == EVERYTHING
+    time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 1.5)
+    assert seen(server, partner, record) == NOTHING
+
+
 def test_an_ended_agreement_closes_what_the_consent_opened(server, hospitals, record, tmp_path):
     from datetime import date
 
