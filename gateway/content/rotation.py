@@ -32,28 +32,31 @@ async def rotate_master_key(
     service: Any, change: ConsoleChange, *, grace_s: float = 5.0
 ) -> Rotation:
     """Rotate the master key of ``service``'s vault; its key checks must already pass. The
-    audit record of ``change`` is written with the last step, which forgets the old keys."""
+    audit record of ``change`` is written with the last step, which forgets the old keys; a
+    step that fails before it is recorded as a failed change."""
     vault = service.vault
     ring = vault.keyring
-    ring.refresh()
-    retired = dict(ring.keys)
-    key_id = new_key_id()
-    fresh = secrets.token_bytes(KEY_BYTES)
-    write_key_file(ring.path, key_id, {**retired, key_id: fresh})
-    ring.refresh()
-    await service.start()  # records the check for the new key
+    async with change.failure_recorded(service):
+        ring.refresh()
+        retired = dict(ring.keys)
+        key_id = new_key_id()
+        fresh = secrets.token_bytes(KEY_BYTES)
+        write_key_file(ring.path, key_id, {**retired, key_id: fresh})
+        ring.refresh()
+        await service.start()  # records the check for the new key
 
-    async def rewrap_all() -> int:
-        total = 0
-        while moved := await service.db.write(lambda conn: vault.rewrap(conn, retired)):
-            total += moved
-        return total
+        async def rewrap_all() -> int:
+            total = 0
+            while moved := await service.db.write(lambda conn: vault.rewrap(conn, retired)):
+                total += moved
+            return total
 
-    rewrapped = await rewrap_all()
-    await asyncio.sleep(grace_s)
-    rewrapped += await rewrap_all()
-    write_key_file(ring.path, key_id, {key_id: fresh})
-    ring.refresh()
-    rewrapped += await rewrap_all()
+        rewrapped = await rewrap_all()
+        await asyncio.sleep(grace_s)
+        rewrapped += await rewrap_all()
+        write_key_file(ring.path, key_id, {key_id: fresh})
+        ring.refresh()
+        rewrapped += await rewrap_all()
+    # Outside the block: a failure of this last step is recorded by the write itself.
     await change.write(service, lambda conn: vault.forget_keys(conn, retired))
     return Rotation(key_id, rewrapped, tuple(sorted(retired)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -62,6 +63,11 @@ class ConsoleChange:
                 raise Unprocessable(str(error)) from None
 
         return await service.in_write(self.context(actor), run, self.interaction)
+
+    def failure_recorded(self, service: ResourceService) -> AbstractAsyncContextManager[None]:
+        """For the steps a change takes before its ``write`` (a key rotation re-wraps in many
+        transactions): if one fails, the change is recorded as failed before the error goes on."""
+        return service.refusals_audited(service.audit_scope(self.context(), self.interaction))
 
 
 def _operator() -> str:
