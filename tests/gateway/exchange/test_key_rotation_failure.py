@@ -27,9 +27,9 @@ def test_a_rotation_failing_midway_is_recorded_and_can_be_run_again(server, netw
     content = b"voor een rotatie die halverwege faalt"
     binary = push(server, network, content)
     key_file = Path(server.settings.data_dir) / "master.key"
+    command = ["keys", "rotate", "--grace", "6", "--data-dir", str(server.settings.data_dir)]
     rotation = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "keys", "rotate", "--grace", "6"]
-        + ["--data-dir", str(server.settings.data_dir)],
+        [sys.executable, "-m", "gateway.cli", *command],
         env={**os.environ, "ZORGBRUG_DATABASE_URL": str(server.settings.database_url)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
