@@ -8,6 +8,7 @@ the patient's consent, or an emergency. The facts are read once per patient per 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
@@ -23,6 +24,7 @@ from consent import (
 )
 from gateway.audit.event import Agent, Basis
 from gateway.audit.scope import Touch
+from gateway.context import NETWORK
 from gateway.policy.information import READ_PURPOSE, PolicyInformation, from_us
 from gateway.store.schema import resource_shares
 
@@ -37,17 +39,50 @@ class BasisFinder:
         purpose: str = READ_PURPOSE,
         *,
         addressed: bool = True,
+        touches: Sequence[Touch] = (),
     ):
         self.policy = policy
         self.agent = agent
         self.purpose = purpose
         self.addressed = addressed
+        # The call's touches: what is needed for all of them is read at the first question.
+        self.touches = touches
         self._directory: dict[str, frozenset[str]] | None = None
         self._facts: dict[str, PolicyFacts] = {}
+        self._prefetched = False
+        self._asked: set[int] = set()  # rids whose addressing is known
+        self._shared: set[int] = set()  # of those, the ones addressed to the organisation
+
+    def _prefetch(self, conn: Connection, organization: str) -> None:
+        """At the first question: what every foreign read of the call needs, at once."""
+        self._prefetched = True
+        ours = (organization, NETWORK)
+        foreign = [t for t in self.touches if t.action == "R" and t.owner not in ours]
+        self._ask_addressed(conn, organization, {t.rid for t in foreign if t.rid is not None})
+        keys = sorted(
+            {t.patient_key for t in foreign if t.patient_key and t.rid not in self._shared}
+        )
+        if keys:
+            self._facts.update(self.policy.facts_of(conn, keys))
+
+    def _ask_addressed(self, conn: Connection, organization: str, rids: set[int]) -> None:
+        if self.addressed and rids:
+            found = conn.execute(_ADDRESSED, {"rids": sorted(rids), "org": organization})
+            self._shared.update(found.scalars())
+        self._asked |= rids
+
+    def _referred(self, conn: Connection, organization: str, rid: int | None) -> bool:
+        if not self.addressed or rid is None:
+            return False
+        if rid not in self._asked:  # a touch the call did not list beforehand
+            self._ask_addressed(conn, organization, {rid})
+        return rid in self._shared
 
     def __call__(self, conn: Connection, touch: Touch) -> Basis:
         organization = self.agent.organization or ""
-        if self.addressed and touch.rid is not None and _addressed(conn, touch.rid, organization):
+        if not self._prefetched:
+            self._prefetch(conn, organization)
+        if self._referred(conn, organization, touch.rid):
             return Basis(
                 "referral",
                 "addressed-to-organisation",
@@ -101,11 +136,7 @@ def basis_of_decision(decision: AccessDecision) -> Basis:
 
 
 _ADDRESSED = select(resource_shares.c.rid).where(
-    resource_shares.c.rid == bindparam("rid"),
+    resource_shares.c.rid.in_(bindparam("rids", expanding=True)),
     resource_shares.c.org_ura == bindparam("org"),
     resource_shares.c.active.is_(True),
 )
-
-
-def _addressed(conn: Connection, rid: int, organization: str) -> bool:
-    return conn.execute(_ADDRESSED, {"rid": rid, "org": organization}).first() is not None

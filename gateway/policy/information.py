@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -73,6 +73,21 @@ _NETWORK_CONTENTS = (
     .order_by(resources.c.rid)
 )
 
+_CONSENTS_OF = (
+    select(resources.c.patient_key, resources.c.content)
+    .where(
+        resources.c.res_type == "Consent",
+        resources.c.patient_key.in_(bindparam("keys", expanding=True)),
+        resources.c.deleted.is_(False),
+    )
+    .order_by(resources.c.rid)
+)
+_EMERGENCIES_OF = (
+    select(emergencies)
+    .where(emergencies.c.patient_key.in_(bindparam("keys", expanding=True)))
+    .order_by(emergencies.c.start_us)
+)
+
 
 def _directory_of(contents: tuple[bytes, ...]) -> dict[str, frozenset[str]]:
     found: dict[str, frozenset[str]] = {}
@@ -134,15 +149,19 @@ class PolicyInformation:
         return self._network_resources(conn, "Organization", _directory_of)
 
     def consents(self, conn: Connection, patient_key: str) -> list[PatientConsent]:
-        rows = conn.execute(
-            select(resources.c.content).where(
-                resources.c.res_type == "Consent",
-                resources.c.patient_key == patient_key,
-                resources.c.deleted.is_(False),
-            )
-        ).scalars()
+        return self.consents_of(conn, [patient_key]).get(patient_key, [])
+
+    def consents_of(
+        self, conn: Connection, patient_keys: Sequence[str]
+    ) -> dict[str, list[PatientConsent]]:
+        """The consents of several patients, read in one statement."""
+        found: dict[str, list[PatientConsent]] = {}
         resolver = StoreResolver(conn)
-        return [parse_consent(orjson.loads(content), resolver=resolver) for content in rows]
+        for key, content in conn.execute(_CONSENTS_OF, {"keys": list(patient_keys)}):
+            found.setdefault(key, []).append(
+                parse_consent(orjson.loads(content), resolver=resolver)
+            )
+        return found
 
     def agreements(self, conn: Connection) -> list[Agreement]:
         """The network's agreements: the Contract resources of its directory."""
@@ -162,27 +181,41 @@ class PolicyInformation:
         self._parsed[res_type] = (contents, value)
         return value
 
-    def emergencies(self, conn: Connection, patient_key: str) -> list[Emergency]:
-        rows = conn.execute(select(emergencies).where(emergencies.c.patient_key == patient_key))
-        return [
-            Emergency(
-                actor_id=row.actor_id,
-                actor_org=row.actor_org,
-                patient=row.patient_key,
-                reason=row.reason,
-                start=from_us(row.start_us),
-                end=from_us(row.end_us),
+    def emergencies_of(
+        self, conn: Connection, patient_keys: Sequence[str]
+    ) -> dict[str, list[Emergency]]:
+        """The declared emergencies for several patients, read in one statement."""
+        found: dict[str, list[Emergency]] = {}
+        for row in conn.execute(_EMERGENCIES_OF, {"keys": list(patient_keys)}):
+            found.setdefault(row.patient_key, []).append(
+                Emergency(
+                    actor_id=row.actor_id,
+                    actor_org=row.actor_org,
+                    patient=row.patient_key,
+                    reason=row.reason,
+                    start=from_us(row.start_us),
+                    end=from_us(row.end_us),
+                )
             )
-            for row in rows
-        ]
+        return found
 
     def facts(self, conn: Connection, patient_key: str) -> PolicyFacts:
-        return PolicyFacts(
-            consents=tuple(self.consents(conn, patient_key)),
-            agreements=tuple(self.agreements(conn)),
-            emergencies=tuple(self.emergencies(conn, patient_key)),
-            policy=self.policy,
-        )
+        return self.facts_of(conn, [patient_key])[patient_key]
+
+    def facts_of(self, conn: Connection, patient_keys: Sequence[str]) -> dict[str, PolicyFacts]:
+        """What consent decides on, for each of several patients: three statements in all."""
+        consents = self.consents_of(conn, patient_keys)
+        agreements = tuple(self.agreements(conn))
+        declared = self.emergencies_of(conn, patient_keys)
+        return {
+            key: PolicyFacts(
+                consents=tuple(consents.get(key, ())),
+                agreements=agreements,
+                emergencies=tuple(declared.get(key, ())),
+                policy=self.policy,
+            )
+            for key in patient_keys
+        }
 
     def decide(
         self,

@@ -383,7 +383,9 @@ class ResourceService:
         )
 
     def _basis_finder(self, scope: AuditScope) -> BasisFinder:
-        return BasisFinder(self.policy, scope.agent, addressed=scope.addressed)
+        return BasisFinder(
+            self.policy, scope.agent, addressed=scope.addressed, touches=scope.touches
+        )
 
     @asynccontextmanager
     async def refusals_audited(self, scope: AuditScope) -> AsyncIterator[None]:
