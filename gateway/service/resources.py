@@ -1126,7 +1126,10 @@ class ResourceService:
             for row in rows
         ]
         seen: set[tuple[str, str]] = {(query.resource_type, row.res_id) for row in rows}
-        shown = [row.rid for row in rows]
+        if (scope := scope_of(conn)) is not None:
+            for row in rows:
+                scope.saw(StoredVersion(*row).touch("R"))
+        shown: list[int] = []  # what the includes add
         if rows:
             for include in query.includes:
                 statement = include_statement(include, [row.rid for row in rows], visible)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
@@ -59,22 +60,28 @@ class StoredVersion:
         )
 
 
-_CURRENT = (
-    resources.c.rid,
-    resources.c.res_type,
-    resources.c.res_id,
-    resources.c.version,
-    resources.c.last_updated_us,
-    resources.c.deleted,
-    resources.c.content,
-    resources.c.owner_org,
-    resources.c.sealed,
-    null().label("method"),
-    resources.c.patient_key,
-    resources.c.patient_ref,
-    resources.c.data_category,
-    resources.c.data_date_us,
-)
+def version_columns(table: FromClause) -> tuple[Any, ...]:
+    """The columns of a ``StoredVersion``, in its order, on ``resources`` or an alias of it."""
+    c = table.c
+    return (
+        c.rid,
+        c.res_type,
+        c.res_id,
+        c.version,
+        c.last_updated_us,
+        c.deleted,
+        c.content,
+        c.owner_org,
+        c.sealed,
+        null().label("method"),
+        c.patient_key,
+        c.patient_ref,
+        c.data_category,
+        c.data_date_us,
+    )
+
+
+_CURRENT = version_columns(resources)
 
 
 # Built once: a statement built per call costs more than the lookup it makes (~40 us each).

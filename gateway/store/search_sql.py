@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import FromClause
 
 from gateway.fhir.search import Criterion, DateValue, Include, SearchQuery, SortKey
+from gateway.store.repository import version_columns
 from gateway.store.schema import (
     agreement_grants,
     consent_grants,
@@ -257,8 +258,9 @@ def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
         column = _sort_column(r, key)
         order.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
     order.append(r.c.rid.asc())
+    # Every column of the stored version, so the audit notes the page without reading it again.
     return (
-        select(r.c.rid, r.c.res_id, r.c.content, r.c.sealed, r.c.owner_org)
+        select(*version_columns(r))
         .where(*conditions)
         .order_by(*order)
         .limit(query.count)
