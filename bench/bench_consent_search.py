@@ -599,7 +599,7 @@ def throughput(
     result = core.run_load(name, load, 0, opts.duration, report, server)
     assert isinstance(result, SearchLoad)
     result.db_cpu_s = DatabaseCpu.used(before, db_cpu.snapshot())
-    if result.db_cpu_s is not None:
+    if result.db_cpu_s is not None and result.db_cpu_ms_per_request is not None:
         log(f"    database backends: {result.db_cpu_ms_per_request:.2f} CPU ms/request")
     return result
 

@@ -94,7 +94,7 @@ async def add_agreement(
     return await change.write(service, work, DIRECTORY_OPERATOR)
 
 
-async def list_agreements(service: ResourceService) -> list[Agreement]:
+async def list_agreements(service: ResourceService) -> tuple[Agreement, ...]:
     return await service.db.read(service.policy.agreements)
 
 

@@ -8,7 +8,7 @@ the patient's consent, or an emergency. The facts are read once per patient per 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
@@ -47,7 +47,7 @@ class BasisFinder:
         self.addressed = addressed
         # The call's touches: what is needed for all of them is read at the first question.
         self.touches = touches
-        self._directory: dict[str, frozenset[str]] | None = None
+        self._directory: Mapping[str, frozenset[str]] | None = None
         self._facts: dict[str, PolicyFacts] = {}
         self._prefetched = False
         self._asked: set[int] = set()  # rids whose addressing is known

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -89,7 +90,7 @@ _EMERGENCIES_OF = (
 )
 
 
-def _directory_of(contents: tuple[bytes, ...]) -> dict[str, frozenset[str]]:
+def _directory_of(contents: tuple[bytes, ...]) -> Mapping[str, frozenset[str]]:
     found: dict[str, frozenset[str]] = {}
     for content in contents:
         organization = orjson.loads(content)
@@ -101,11 +102,11 @@ def _directory_of(contents: tuple[bytes, ...]) -> dict[str, frozenset[str]]:
                 for coding in concept.get("coding") or []
                 if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
             )
-    return found
+    return MappingProxyType(found)  # kept between calls: read-only
 
 
-def _agreements_of(contents: tuple[bytes, ...]) -> list[Agreement]:
-    return [agreement_from_contract(orjson.loads(content)) for content in contents]
+def _agreements_of(contents: tuple[bytes, ...]) -> tuple[Agreement, ...]:
+    return tuple(agreement_from_contract(orjson.loads(content)) for content in contents)
 
 
 class StoreResolver:
@@ -144,7 +145,7 @@ class PolicyInformation:
 
     # -- facts ------------------------------------------------------------------------------
 
-    def directory(self, conn: Connection) -> dict[str, frozenset[str]]:
+    def directory(self, conn: Connection) -> Mapping[str, frozenset[str]]:
         """Every registered organisation's URA and organisation types."""
         return self._network_resources(conn, "Organization", _directory_of)
 
@@ -163,7 +164,7 @@ class PolicyInformation:
             )
         return found
 
-    def agreements(self, conn: Connection) -> list[Agreement]:
+    def agreements(self, conn: Connection) -> tuple[Agreement, ...]:
         """The network's agreements: the Contract resources of its directory."""
         return self._network_resources(conn, "Contract", _agreements_of)
 
@@ -205,7 +206,7 @@ class PolicyInformation:
     def facts_of(self, conn: Connection, patient_keys: Sequence[str]) -> dict[str, PolicyFacts]:
         """What consent decides on, for each of several patients: three statements in all."""
         consents = self.consents_of(conn, patient_keys)
-        agreements = tuple(self.agreements(conn))
+        agreements = self.agreements(conn)
         declared = self.emergencies_of(conn, patient_keys)
         return {
             key: PolicyFacts(
