@@ -18,6 +18,7 @@ from consent import (
     LINEAGE,
     AccessDecision,
     AccessRequest,
+    Agreement,
     ConsentError,
     PolicyFacts,
     decide,
@@ -47,9 +48,11 @@ class BasisFinder:
         self.addressed = addressed
         # The call's touches: what is needed for all of them is read at the first question.
         self.touches = touches
-        self._directory: Mapping[str, frozenset[str]] | None = None
+        self._directory: Mapping[str, frozenset[str]] = {}
+        self._agreements: tuple[Agreement, ...] = ()
         self._facts: dict[str, PolicyFacts] = {}
         self._prefetched = False
+        self._emergencies_read = False
         self._asked: set[int] = set()  # rids whose addressing is known
         self._shared: set[int] = set()  # of those, the ones addressed to the organisation
 
@@ -59,11 +62,32 @@ class BasisFinder:
         ours = (organization, NETWORK)
         foreign = [t for t in self.touches if t.action == "R" and t.owner not in ours]
         self._ask_addressed(conn, organization, {t.rid for t in foreign if t.rid is not None})
+        self._directory, self._agreements = self.policy.network(conn)
         keys = sorted(
             {t.patient_key for t in foreign if t.patient_key and t.rid not in self._shared}
         )
+        self._read_facts(conn, keys)
+
+    def _read_facts(self, conn: Connection, keys: Sequence[str]) -> None:
+        # Emergencies only matter where consent does not permit: read when one is needed.
         if keys:
-            self._facts.update(self.policy.facts_of(conn, keys))
+            self._facts.update(
+                self.policy.facts_of(
+                    conn,
+                    keys,
+                    agreements=self._agreements,
+                    with_emergencies=self._emergencies_read,
+                )
+            )
+
+    def _with_emergencies(self, conn: Connection, patient_key: str) -> PolicyFacts:
+        """The patient's facts with the emergencies declared for them, read at the first need
+        for every patient of the call."""
+        self._emergencies_read = True
+        declared = self.policy.emergencies_of(conn, sorted(self._facts))
+        for key, facts in self._facts.items():
+            self._facts[key] = dataclasses.replace(facts, emergencies=tuple(declared.get(key, ())))
+        return self._facts[patient_key]
 
     def _ask_addressed(self, conn: Connection, organization: str, rids: set[int]) -> None:
         if self.addressed and rids:
@@ -91,11 +115,9 @@ class BasisFinder:
         category = touch.category or ""
         if touch.patient_key is None or touch.owner is None or category not in LINEAGE:
             return Basis("unknown", "unexplained", explanation="no basis could be established")
-        if self._directory is None:
-            self._directory = self.policy.directory(conn)
-        facts = self._facts.get(touch.patient_key)
-        if facts is None:
-            facts = self._facts[touch.patient_key] = self.policy.facts(conn, touch.patient_key)
+        if touch.patient_key not in self._facts:
+            self._read_facts(conn, [touch.patient_key])
+        facts = self._facts[touch.patient_key]
         try:
             request = AccessRequest(
                 actor_org=organization,
@@ -114,6 +136,10 @@ class BasisFinder:
         except ConsentError as error:  # data consent cannot judge is never opened by consent
             return Basis("unknown", "unexplained", explanation=str(error))
         decision = decide(request, facts)
+        if not decision.permit and not self._emergencies_read:
+            facts = self._with_emergencies(conn, touch.patient_key)
+            if facts.emergencies:
+                decision = decide(request, facts)
         if not decision.permit and facts.emergencies:
             # Reads are asked as TREAT; an emergency the actor declared opens them as ETREAT.
             emergency = decide(dataclasses.replace(request, purpose="ETREAT"), facts)

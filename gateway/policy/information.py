@@ -65,9 +65,9 @@ def from_us(value: int) -> datetime:
 
 _T = TypeVar("_T")
 _NETWORK_CONTENTS = (
-    select(resources.c.content)
+    select(resources.c.res_type, resources.c.content)
     .where(
-        resources.c.res_type == bindparam("res_type"),
+        resources.c.res_type.in_(("Organization", "Contract")),
         resources.c.owner_org == NETWORK,
         resources.c.deleted.is_(False),
     )
@@ -147,7 +147,7 @@ class PolicyInformation:
 
     def directory(self, conn: Connection) -> Mapping[str, frozenset[str]]:
         """Every registered organisation's URA and organisation types."""
-        return self._network_resources(conn, "Organization", _directory_of)
+        return self.network(conn)[0]
 
     def consents(self, conn: Connection, patient_key: str) -> list[PatientConsent]:
         return self.consents_of(conn, [patient_key]).get(patient_key, [])
@@ -166,15 +166,25 @@ class PolicyInformation:
 
     def agreements(self, conn: Connection) -> tuple[Agreement, ...]:
         """The network's agreements: the Contract resources of its directory."""
-        return self._network_resources(conn, "Contract", _agreements_of)
+        return self.network(conn)[1]
 
-    def _network_resources(
-        self, conn: Connection, res_type: str, parse: Callable[[tuple[bytes, ...]], _T]
+    def network(
+        self, conn: Connection
+    ) -> tuple[Mapping[str, frozenset[str]], tuple[Agreement, ...]]:
+        """The directory and the agreements, read in one statement on every call (so no
+        process acts on a stale directory or agreement) and parsed again only when their
+        stored bytes changed."""
+        contents: dict[str, list[bytes]] = {"Organization": [], "Contract": []}
+        for res_type, content in conn.execute(_NETWORK_CONTENTS):
+            contents[res_type].append(content)
+        return (
+            self._parsed_once("Organization", tuple(contents["Organization"]), _directory_of),
+            self._parsed_once("Contract", tuple(contents["Contract"]), _agreements_of),
+        )
+
+    def _parsed_once(
+        self, res_type: str, contents: tuple[bytes, ...], parse: Callable[[tuple[bytes, ...]], _T]
     ) -> _T:
-        """``parse`` of the network's current resources of ``res_type``, parsed again only when
-        their stored bytes changed: the rows are read on every call (so no process acts on
-        a stale directory or agreement), the parsing is what is saved."""
-        contents = tuple(conn.execute(_NETWORK_CONTENTS, {"res_type": res_type}).scalars())
         known = self._parsed.get(res_type)
         if known is not None and known[0] == contents:
             return cast(_T, known[1])
@@ -203,11 +213,20 @@ class PolicyInformation:
     def facts(self, conn: Connection, patient_key: str) -> PolicyFacts:
         return self.facts_of(conn, [patient_key])[patient_key]
 
-    def facts_of(self, conn: Connection, patient_keys: Sequence[str]) -> dict[str, PolicyFacts]:
-        """What consent decides on, for each of several patients: three statements in all."""
+    def facts_of(
+        self,
+        conn: Connection,
+        patient_keys: Sequence[str],
+        *,
+        agreements: tuple[Agreement, ...] | None = None,
+        with_emergencies: bool = True,
+    ) -> dict[str, PolicyFacts]:
+        """What consent decides on, for each of several patients: a statement each for the
+        consents, the agreements (unless given) and the emergencies (unless not wanted)."""
         consents = self.consents_of(conn, patient_keys)
-        agreements = self.agreements(conn)
-        declared = self.emergencies_of(conn, patient_keys)
+        if agreements is None:
+            agreements = self.agreements(conn)
+        declared = self.emergencies_of(conn, patient_keys) if with_emergencies else {}
         return {
             key: PolicyFacts(
                 consents=tuple(consents.get(key, ())),
@@ -234,7 +253,7 @@ class PolicyInformation:
         data_date_us: int | None = None,
     ) -> AccessDecision:
         """consent.decide with the facts from the store, now."""
-        directory = self.directory(conn)
+        directory, agreements = self.network(conn)
         request = AccessRequest(
             actor_org=actor_org,
             actor_org_types=directory.get(actor_org, frozenset()),
@@ -249,7 +268,8 @@ class PolicyInformation:
             data_date=None if data_date_us is None else from_us(data_date_us),
             at=datetime.now(UTC),
         )
-        return decide(request, self.facts(conn, patient_key))
+        facts = self.facts_of(conn, [patient_key], agreements=agreements)[patient_key]
+        return decide(request, facts)
 
     # -- the conditions as rows ---------------------------------------------------------------
 

@@ -71,6 +71,7 @@ from gateway.store.search_sql import (
     Visibility,
     count_statement,
     everything_visible,
+    hidden_of_patient,
     include_statement,
     organization_visible,
     page_statement,
@@ -1113,8 +1114,11 @@ class ResourceService:
             )
         if query.snapshot is None:
             query.snapshot = repository.max_rid(conn)
-        total = (conn.execute(count_statement(query, visible))).scalar_one()
         rows = (conn.execute(page_statement(query, visible))).all()
+        if len(rows) < query.count and (rows or query.offset == 0):
+            total = query.offset + len(rows)  # the last page: its rows tell the total
+        else:
+            total = (conn.execute(count_statement(query, visible))).scalar_one()
         if owners is not None:
             owners.update((row.res_id, row.owner_org) for row in rows)
         entries = [
@@ -1162,11 +1166,11 @@ class ResourceService:
         organization = ctx.actor.organization
         if bsn is None or organization is None or ctx.actor.is_local:
             return
-        for stored in repository.others_holding(
-            conn, bsn, query.resource_type, [organization, NETWORK]
-        ):
-            if not self._visible(conn, ctx, stored):
-                self._note_refused(conn, stored)
+        check = hidden_of_patient(
+            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
+        )
+        for stored in repository.hidden_holdings(conn, bsn, query.resource_type, check):
+            self._note_refused(conn, stored)
 
     def _included(
         self,

@@ -403,8 +403,11 @@ def history(
     return [StoredVersion(*row) for row in rows], int(total), int(snapshot)
 
 
+_MAX_RID = select(func.coalesce(func.max(resources.c.rid), 0))
+
+
 def max_rid(conn: Connection) -> int:
-    return int((conn.execute(select(func.coalesce(func.max(resources.c.rid), 0)))).scalar_one())
+    return int(conn.execute(_MAX_RID).scalar_one())
 
 
 def share(
@@ -524,22 +527,14 @@ def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, T
     return {row.rid: StoredVersion(*row).touch(action) for row in rows}
 
 
-def others_holding(
-    conn: Connection, patient_key: str, res_type: str, excluded: list[str], limit: int = 50
+def hidden_holdings(
+    conn: Connection, patient_key: str, res_type: str, check: tuple[Any, dict[str, Any]]
 ) -> list[StoredVersion]:
-    """One current resource of ``res_type`` about the patient per other organisation holding
-    such data (for the audit of what a patient's search did not show)."""
-    rows = conn.execute(
-        select(*_CURRENT)
-        .where(
-            resources.c.patient_key == patient_key,
-            resources.c.res_type == res_type,
-            resources.c.deleted.is_(False),
-            resources.c.owner_org.not_in(excluded),
-        )
-        .order_by(resources.c.owner_org, resources.c.rid)
-        .limit(limit)
-    )
+    """One current resource of ``res_type`` about the patient, without its content, per other
+    organisation holding such data that a prepared check (search_sql.hidden_of_patient) keeps
+    hidden: for the audit of what a patient's search did not show."""
+    statement, values = check
+    rows = conn.execute(statement, {**values, "patient": patient_key, "res_type": res_type})
     first: dict[str | None, StoredVersion] = {}
     for row in rows:
         first.setdefault(row.owner_org, StoredVersion(*row))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     false,
     func,
     not_,
+    null,
     or_,
     select,
     tuple_,
@@ -387,25 +388,65 @@ def visible_rid(
     """``organization_visible`` for one resource (by ``rid``): the statement, built once per
     shape with every value a parameter, and those values. Building the expression costs more
     than running it (bench/bench_exchange.py, ITI-68)."""
-    values = {
+    return _visible_rid_statement(addressed, scope.opt_out), _values(
+        organization, public_owner, scope
+    )
+
+
+def hidden_of_patient(
+    organization: str, public_owner: str, scope: ConsentScope, *, addressed: bool
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The resources of one type about one patient (bind ``patient`` and ``res_type``) that
+    ``organization_visible`` keeps from the organisation, in one statement, built once per
+    shape, and the organisation's values."""
+    return _hidden_statement(addressed, scope.opt_out), _values(organization, public_owner, scope)
+
+
+def _values(organization: str, public_owner: str, scope: ConsentScope) -> dict[str, Any]:
+    return {
         "org": organization,
         "public": public_owner,
         "actor": scope.actor_id,
         "purpose": scope.purpose,
     }
-    return _visible_rid_statement(addressed, scope.opt_out), values
 
 
 @functools.cache
-def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
+def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
+    """The visibility condition on ``resources`` with every value a parameter (``_values``)."""
+
     def value(name: str) -> Any:  # a parameter where the builders take a value
         return bindparam(name)
 
     scope = ConsentScope(value("actor"), value("purpose"), opt_out)
-    visible = _visibility(value("org"), value("public"), scope, addressed=addressed)
-    condition = visible(resources)
+    condition = _visibility(value("org"), value("public"), scope, addressed=addressed)(resources)
     assert condition is not None, "an organisation's visibility always has a condition"
-    return select(resources.c.rid).where(resources.c.rid == bindparam("rid"), condition)
+    return condition
+
+
+@functools.cache
+def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
+    return select(resources.c.rid).where(
+        resources.c.rid == bindparam("rid"), _parametrized(addressed, opt_out)
+    )
+
+
+@functools.cache
+def _hidden_statement(addressed: bool, opt_out: bool) -> Select[Any]:
+    r = resources
+    # The audit notes what was kept hidden, never its content.
+    columns = [null().label("content") if c.key == "content" else c for c in version_columns(r)]
+    return (
+        select(*columns)
+        .where(
+            r.c.patient_key == bindparam("patient"),
+            r.c.res_type == bindparam("res_type"),
+            r.c.deleted == false(),
+            _parametrized(addressed, opt_out).is_not(True),  # unknown counts as hidden
+        )
+        .order_by(r.c.owner_org, r.c.rid)
+        .limit(50)
+    )
 
 
 def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnElement[bool]:

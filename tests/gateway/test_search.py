@@ -173,6 +173,29 @@ def test_paging_links_cover_every_match_once_even_under_writes(server, fhir):
     assert page_number == 4
 
 
+def test_every_page_states_the_total_also_a_last_one_an_empty_one_and_count_zero(fhir):
+    """The total of a short last page comes from its rows, not from counting: each page shape
+    must still state the number of matches."""
+    tag = unique()
+    for i in range(5):
+        make_patient(fhir, f"Tot{tag}", given=str(i))
+    shapes = {
+        ("2", None): 2,  # a full first page
+        ("2", "4"): 1,  # the short last page
+        ("3", "2"): 3,  # a full last page
+        ("2", "5"): 0,  # just past the end
+        ("2", "9"): 0,  # far past it
+        ("0", None): 0,  # only the total
+        ("9", None): 5,  # everything on one page
+    }
+    for (count, offset), entries in shapes.items():
+        params = {"family": f"Tot{tag}", "_count": count} | ({"_offset": offset} if offset else {})
+        bundle = fhir.get("/Patient", params=params).json()
+        assert (bundle["total"], len(bundle.get("entry", []))) == (5, entries), params
+    nobody = fhir.get("/Patient", params={"family": f"Nobody{tag}"}).json()
+    assert (nobody["total"], nobody.get("entry", [])) == (0, [])
+
+
 def test_previous_link_returns_the_earlier_page(fhir):
     tag = unique()
     for i in range(6):

@@ -1,6 +1,6 @@
 """The patient access report of NEN 7513 for a scripted scenario matches the scenario exactly:
 three hospitals, an agreement and a consent opening the record to one partner, a hospital
-without either refused, then breaking the glass. Every line is accounted for; none is missing
+without either refused (reading and searching), then breaking the glass. Every line is accounted for; none is missing
 and none is extra."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from consent_builders import consent_json, provision  # the consent package's ow
 
 HOLDER, PARTNER, STRANGER = "90000731", "90000732", "90000733"
 PATIENT = "999911120"
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 OWN = ("own-organisation", False)
 OTHER_PATIENT = "999911132"  # in the same store, never in the report of PATIENT
 
@@ -60,6 +61,10 @@ def play(server: LiveServer) -> dict[str, Any]:
     made["stranger_clinician"] = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(stranger, made["stranger_clinician"], "clinician") as api:
         assert api.get(observation).status_code == 404  # no agreement, no consent
+        searched = api.get(
+            "/Observation", params={"patient.identifier": f"{BSN_SYSTEM}|{PATIENT}"}
+        )
+        assert (searched.status_code, searched.json()["total"]) == (200, 0)
         declared = break_the_glass(api, PATIENT, "bewusteloos op de SEH")
         assert declared.status_code == 201, declared.text
         assert api.get(observation).status_code == 200
@@ -113,6 +118,10 @@ def test_the_patient_report_matches_the_scenario_exactly(scenario):
         # for, no version was served) and the decision, both shown to the holder.
         (*("read", "R", "4", STRANGER, "clinician", asked, HOLDER), "", False),
         ("consent-decision", "E", "8", STRANGER, "clinician", "", HOLDER, "denied", False),
+        # Its search by the patient's BSN finds nothing, and the decision that kept the holder's
+        # result out is in the report too.
+        ("search-type", "E", "0", STRANGER, "clinician", "", "", "", False),
+        ("consent-decision", "E", "8", STRANGER, "clinician", "", HOLDER, "denied", False),
         # It breaks the glass: the emergency, then the read it opens, marked as such.
         ("emergency", "E", "0", STRANGER, "clinician", "", "", "", True),
         (*("read", "R", "0", STRANGER, "clinician", observation, HOLDER), "emergency", True),
@@ -132,6 +141,7 @@ def test_the_report_selects_denials_and_emergencies_of_the_scenario(scenario):
     denials = report(server, "--denials")
     assert [(d["event"], d["organization"]) for d in denials] == [
         ("read", STRANGER),
+        ("consent-decision", STRANGER),
         ("consent-decision", STRANGER),
     ]
     emergencies = report(server, "--emergencies")
