@@ -61,9 +61,7 @@ def play(server: LiveServer) -> dict[str, Any]:
     made["stranger_clinician"] = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(stranger, made["stranger_clinician"], "clinician") as api:
         assert api.get(observation).status_code == 404  # no agreement, no consent
-        searched = api.get(
-            "/Observation", params={"patient.identifier": f"{BSN_SYSTEM}|{PATIENT}"}
-        )
+        searched = api.get("/Observation", params={"patient.identifier": f"{BSN_SYSTEM}|{PATIENT}"})
         assert (searched.status_code, searched.json()["total"]) == (200, 0)
         declared = break_the_glass(api, PATIENT, "bewusteloos op de SEH")
         assert declared.status_code == 201, declared.text
