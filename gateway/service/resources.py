@@ -70,6 +70,7 @@ from gateway.store.search_sql import (
     ConsentScope,
     Visibility,
     count_statement,
+    counted_page_statement,
     everything_visible,
     hidden_of_patient,
     include_statement,
@@ -1114,10 +1115,13 @@ class ResourceService:
             )
         if query.snapshot is None:
             query.snapshot = repository.max_rid(conn)
-        rows = (conn.execute(page_statement(query, visible))).all()
-        if len(rows) < query.count and (rows or query.offset == 0):
-            total = query.offset + len(rows)  # the last page: its rows tell the total
-        else:
+        found = (conn.execute(counted_page_statement(query, visible))).all()
+        rows = [StoredVersion(*row[:-1]) for row in found]
+        if found:
+            total = found[0].total
+        elif query.offset == 0 and query.count > 0:
+            total = 0
+        else:  # past the last page, or no page asked for: only a count tells
             total = (conn.execute(count_statement(query, visible))).scalar_one()
         if owners is not None:
             owners.update((row.res_id, row.owner_org) for row in rows)
@@ -1127,12 +1131,12 @@ class ResourceService:
                 self._shape(self._reveal(conn, row.content, row.sealed), query),
                 "match",
             )
-            for row in rows
+            for row in found
         ]
         seen: set[tuple[str, str]] = {(query.resource_type, row.res_id) for row in rows}
         if (scope := scope_of(conn)) is not None:
             for row in rows:
-                scope.saw(StoredVersion(*row).touch("R"))
+                scope.saw(row.touch("R"))
         shown: list[int] = []  # what the includes add
         if rows:
             for include in query.includes:

@@ -49,6 +49,7 @@ _T = resources.alias("t")
 _S = resources.alias("s")
 _REF = idx_reference.alias("ref")
 _CURRENT = resources.alias("current_row")
+_PAGE_ROW = resources.alias("page_row")
 _CONSENTS = resources.alias("consent_row")
 # Above every character: "starts with v" is the range [v, v + _TOP) in byte (C) order.
 _TOP = "\U0010ffff"
@@ -254,11 +255,7 @@ def _selective(c: Criterion) -> bool:
 def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
     """One page of matches, in the requested order with the row key as tie-breaker."""
     r, conditions = filtered(query, visible)
-    order = []
-    for key in query.sort:
-        column = _sort_column(r, key)
-        order.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
-    order.append(r.c.rid.asc())
+    order = [*(_ordered(_sort_column(r, key), key) for key in query.sort), r.c.rid.asc()]
     # Every column of the stored version, so the audit notes the page without reading it again.
     return (
         select(*version_columns(r))
@@ -267,6 +264,35 @@ def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
         .limit(query.count)
         .offset(query.offset)
     )
+
+
+def counted_page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
+    """``page_statement`` with the number of all matches as a last column, ``total``: the
+    conditions are judged once for both, where a count beside the page judged them twice
+    (consent for every candidate, bench/bench_consent_search.py). The page is picked by row
+    key and sort keys alone, and only its rows are read whole."""
+    r, conditions = filtered(query, visible)
+    keys = [_sort_column(r, key).label(f"sort_{n}") for n, key in enumerate(query.sort)]
+    picked = (
+        select(r.c.rid, *keys, func.count().over().label("total"))
+        .where(*conditions)
+        .order_by(*(_ordered(k, key) for k, key in zip(keys, query.sort, strict=True)))
+        .order_by(r.c.rid.asc())
+        .limit(query.count)
+        .offset(query.offset)
+        .subquery("picked")
+    )
+    whole = _PAGE_ROW
+    order = [_ordered(picked.c[f"sort_{n}"], key) for n, key in enumerate(query.sort)]
+    return (
+        select(*version_columns(whole), picked.c.total)
+        .join_from(whole, picked, whole.c.rid == picked.c.rid)
+        .order_by(*order, picked.c.rid.asc())
+    )
+
+
+def _ordered(column: Any, key: SortKey) -> Any:
+    return column.desc().nulls_last() if key.descending else column.asc().nulls_last()
 
 
 def count_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
