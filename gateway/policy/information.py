@@ -210,9 +210,6 @@ class PolicyInformation:
             )
         return found
 
-    def facts(self, conn: Connection, patient_key: str) -> PolicyFacts:
-        return self.facts_of(conn, [patient_key])[patient_key]
-
     def facts_of(
         self,
         conn: Connection,
