@@ -11,7 +11,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from consent import (
@@ -27,7 +26,6 @@ from gateway.audit.event import Agent, Basis
 from gateway.audit.scope import Touch
 from gateway.context import NETWORK
 from gateway.policy.information import READ_PURPOSE, PolicyInformation, from_us
-from gateway.store.schema import resource_shares
 
 
 class BasisFinder:
@@ -61,12 +59,13 @@ class BasisFinder:
         self._prefetched = True
         ours = (organization, NETWORK)
         foreign = [t for t in self.touches if t.action == "R" and t.owner not in ours]
-        self._ask_addressed(conn, organization, {t.rid for t in foreign if t.rid is not None})
-        self._directory, self._agreements = self.policy.network(conn)
-        keys = sorted(
-            {t.patient_key for t in foreign if t.patient_key and t.rid not in self._shared}
-        )
-        self._read_facts(conn, keys)
+        rids = {t.rid for t in foreign if t.rid is not None} if self.addressed else set()
+        keys = sorted({t.patient_key for t in foreign if t.patient_key})
+        known = self.policy.call_facts(conn, organization, sorted(rids), keys)
+        self._asked |= rids
+        self._shared |= known.addressed
+        self._directory, self._agreements = known.directory, known.agreements
+        self._facts.update(known.facts)
 
     def _read_facts(self, conn: Connection, keys: Sequence[str]) -> None:
         # Emergencies only matter where consent does not permit: read when one is needed.
@@ -89,17 +88,12 @@ class BasisFinder:
             self._facts[key] = dataclasses.replace(facts, emergencies=tuple(declared.get(key, ())))
         return self._facts[patient_key]
 
-    def _ask_addressed(self, conn: Connection, organization: str, rids: set[int]) -> None:
-        if self.addressed and rids:
-            found = conn.execute(_ADDRESSED, {"rids": sorted(rids), "org": organization})
-            self._shared.update(found.scalars())
-        self._asked |= rids
-
     def _referred(self, conn: Connection, organization: str, rid: int | None) -> bool:
         if not self.addressed or rid is None:
             return False
         if rid not in self._asked:  # a touch the call did not list beforehand
-            self._ask_addressed(conn, organization, {rid})
+            self._shared |= self.policy.addressed(conn, organization, [rid])
+            self._asked.add(rid)
         return rid in self._shared
 
     def __call__(self, conn: Connection, touch: Touch) -> Basis:
@@ -159,10 +153,3 @@ def basis_of_decision(decision: AccessDecision) -> Basis:
         emergency_reason=b.emergency_reason,
         explanation=decision.explain(),
     )
-
-
-_ADDRESSED = select(resource_shares.c.rid).where(
-    resource_shares.c.rid.in_(bindparam("rids", expanding=True)),
-    resource_shares.c.org_ura == bindparam("org"),
-    resource_shares.c.active.is_(True),
-)
