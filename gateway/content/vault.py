@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Integer, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.content import envelope
@@ -206,7 +206,7 @@ class ContentVault:
         )
 
     def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
-        row = conn.execute(select(blobs).where(blobs.c.blob_id == blob_id)).first()
+        row = conn.execute(_BLOB, {"blob_id": blob_id}).first()
         if row is None:
             return None
         return BlobInfo(
@@ -234,23 +234,19 @@ class ContentVault:
         self, conn: Connection, blob_id: str, *, first: int = 0, count: int | None = None
     ) -> Iterator[bytes]:
         """Plaintext chunks ``first``… of a blob; hashes are checked when the whole is read."""
-        row = conn.execute(select(blobs).where(blobs.c.blob_id == blob_id)).first()
+        row = conn.execute(_BLOB, {"blob_id": blob_id}).first()
         if row is None:
             raise IntegrityFailure(f"stored content {blob_id} is missing; it cannot be served")
         data_key = self._data_key(row)
         last = row.chunks - 1
-        statement = (
-            select(blob_chunks.c.seq, blob_chunks.c.data)
-            .where(blob_chunks.c.blob_id == blob_id, blob_chunks.c.seq >= first)
-            .order_by(blob_chunks.c.seq)
-        )
-        if count is not None:
-            statement = statement.limit(count)
-        # A server-side cursor on PostgreSQL: psycopg would otherwise fetch every chunk at once.
-        statement = statement.execution_options(stream_results=True, yield_per=2)
+        wanted = max(0, row.chunks - first if count is None else min(count, row.chunks - first))
+        # More chunks than one fetch holds come through a server-side cursor on PostgreSQL
+        # (psycopg would otherwise fetch them all at once); fewer in one round trip.
+        statement = _CHUNKS_STREAMED if wanted > _CHUNKS_PER_FETCH else _CHUNKS
         whole = first == 0 and count is None
         sha256, sha1, size, expected = hashlib.sha256(), _sha1(), 0, first
-        for seq, sealed in conn.execute(statement):
+        values = {"blob_id": blob_id, "first": first, "wanted": wanted}
+        for seq, sealed in conn.execute(statement, values):
             if seq != expected:
                 raise IntegrityFailure(f"stored content {blob_id} lost chunk {expected}")
             try:
@@ -376,6 +372,17 @@ def _opens_check(key: bytes, key_id: str, sealed: bytes) -> bool:
         return AESGCM(key).decrypt(nonce, body, key_id.encode()) == _CHECK
     except envelope.InvalidTag:
         return False
+
+
+_BLOB = select(blobs).where(blobs.c.blob_id == bindparam("blob_id"))
+_CHUNKS = (
+    select(blob_chunks.c.seq, blob_chunks.c.data)
+    .where(blob_chunks.c.blob_id == bindparam("blob_id"), blob_chunks.c.seq >= bindparam("first"))
+    .order_by(blob_chunks.c.seq)
+    .limit(bindparam("wanted", type_=Integer))
+)
+_CHUNKS_PER_FETCH = 2
+_CHUNKS_STREAMED = _CHUNKS.execution_options(stream_results=True, yield_per=_CHUNKS_PER_FETCH)
 
 
 def _sha1(data: bytes = b"") -> Any:
