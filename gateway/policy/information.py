@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import orjson
 from sqlalchemy import (
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -21,9 +22,6 @@ from sqlalchemy import (
     null,
     select,
     union_all,
-)
-from sqlalchemy import (
-    cast as sql_cast,
 )
 from sqlalchemy.engine import Connection
 
@@ -78,15 +76,22 @@ def from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-_T = TypeVar("_T")
 _OF_NETWORK = (
     resources.c.res_type.in_(("Organization", "Contract")),
     resources.c.owner_org == NETWORK,
     resources.c.deleted.is_(False),
 )
-_NETWORK_CONTENTS = (
-    select(resources.c.res_type, resources.c.content).where(*_OF_NETWORK).order_by(resources.c.rid)
+# The network's resources are known by (rid, version): their contents are read and parsed again
+# only when those change (every change of content is a new version).
+_NETWORK_VERSIONS = (
+    select(resources.c.rid, resources.c.version).where(*_OF_NETWORK).order_by(resources.c.rid)
 )
+_NETWORK_CONTENTS = (
+    select(resources.c.rid, resources.c.version, resources.c.res_type, resources.c.content)
+    .where(*_OF_NETWORK)
+    .order_by(resources.c.rid)
+)
+Network = tuple[Mapping[str, frozenset[str]], tuple[Agreement, ...]]  # directory, agreements
 
 _OF_PATIENTS = (
     resources.c.res_type == "Consent",
@@ -109,30 +114,31 @@ _ADDRESSED = select(resource_shares.c.rid).where(*_ADDRESSED_TO)
 
 
 def _no(column: Any) -> Any:
-    return sql_cast(null(), column.type)
+    return cast(null(), column.type)
 
 
 # What the audit basis of a call needs, in one statement: which of its resources were addressed
-# to the organisation, the directory and agreements, and the consents of its patients.
+# to the organisation, the versions of the directory and agreements, and the consents of its
+# patients.
 _CALL_FACTS = union_all(
     select(
         literal("addressed").label("kind"),
         resource_shares.c.rid,
-        _no(resources.c.res_type).label("res_type"),
+        _no(resources.c.version).label("version"),
         _no(resources.c.patient_key).label("patient_key"),
         _no(resources.c.content).label("content"),
     ).where(*_ADDRESSED_TO),
     select(
         literal("network"),
         resources.c.rid,
-        resources.c.res_type,
+        resources.c.version,
         _no(resources.c.patient_key),
-        resources.c.content,
+        _no(resources.c.content),
     ).where(*_OF_NETWORK),
     select(
         literal("consent"),
         resources.c.rid,
-        _no(resources.c.res_type),
+        _no(resources.c.version),
         resources.c.patient_key,
         resources.c.content,
     ).where(*_OF_PATIENTS),
@@ -207,7 +213,7 @@ class PolicyInformation:
 
     def __init__(self, policy: NetworkPolicy) -> None:
         self.policy = policy
-        self._parsed: dict[str, tuple[tuple[bytes, ...], Any]] = {}
+        self._network: tuple[tuple[tuple[int, int], ...], Network] | None = None
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -238,16 +244,16 @@ class PolicyInformation:
         does not permit), in one statement where they took four."""
         values = {"rids": sorted(rids), "org": organization, "keys": sorted(patient_keys)}
         addressed: set[int] = set()
-        network: dict[str, list[bytes]] = {"Organization": [], "Contract": []}
+        versions: list[tuple[int, int]] = []
         consents: list[tuple[str, bytes]] = []
-        for kind, rid, res_type, patient_key, content in conn.execute(_CALL_FACTS, values):
+        for kind, rid, version, patient_key, content in conn.execute(_CALL_FACTS, values):
             if kind == "addressed":
                 addressed.add(rid)
             elif kind == "network":
-                network[res_type].append(content)
+                versions.append((rid, version))
             else:
                 consents.append((patient_key, content))
-        directory, agreements = self._network_of(network)
+        directory, agreements = self._network_at(conn, tuple(versions))
         parsed = _parsed_consents(conn, consents)
         return CallFacts(
             frozenset(addressed),
@@ -265,33 +271,27 @@ class PolicyInformation:
         """The network's agreements: the Contract resources of its directory."""
         return self.network(conn)[1]
 
-    def network(
-        self, conn: Connection
-    ) -> tuple[Mapping[str, frozenset[str]], tuple[Agreement, ...]]:
-        """The directory and the agreements, read in one statement on every call (so no
-        process acts on a stale directory or agreement) and parsed again only when their
-        stored bytes changed."""
+    def network(self, conn: Connection) -> Network:
+        """The directory and the agreements. Their versions are read on every call, so no
+        process acts on a stale directory or agreement; their contents only when those
+        changed."""
+        versions = tuple((rid, version) for rid, version in conn.execute(_NETWORK_VERSIONS))
+        return self._network_at(conn, versions)
+
+    def _network_at(self, conn: Connection, versions: tuple[tuple[int, int], ...]) -> Network:
+        known = self._network
+        if known is not None and known[0] == versions:
+            return known[1]
         contents: dict[str, list[bytes]] = {"Organization": [], "Contract": []}
-        for res_type, content in conn.execute(_NETWORK_CONTENTS):
+        read: list[tuple[int, int]] = []
+        for rid, version, res_type, content in conn.execute(_NETWORK_CONTENTS):
             contents[res_type].append(content)
-        return self._network_of(contents)
-
-    def _network_of(
-        self, contents: Mapping[str, list[bytes]]
-    ) -> tuple[Mapping[str, frozenset[str]], tuple[Agreement, ...]]:
-        return (
-            self._parsed_once("Organization", tuple(contents["Organization"]), _directory_of),
-            self._parsed_once("Contract", tuple(contents["Contract"]), _agreements_of),
+            read.append((rid, version))
+        value = (
+            _directory_of(tuple(contents["Organization"])),
+            _agreements_of(tuple(contents["Contract"])),
         )
-
-    def _parsed_once(
-        self, res_type: str, contents: tuple[bytes, ...], parse: Callable[[tuple[bytes, ...]], _T]
-    ) -> _T:
-        known = self._parsed.get(res_type)
-        if known is not None and known[0] == contents:
-            return cast(_T, known[1])
-        value = parse(contents)
-        self._parsed[res_type] = (contents, value)
+        self._network = (tuple(read), value)  # kept between calls: read-only values
         return value
 
     def emergencies_of(
