@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -117,32 +118,41 @@ def _no(column: Any) -> Any:
     return cast(null(), column.type)
 
 
-# What the audit basis of a call needs, in one statement: which of its resources were addressed
-# to the organisation, the versions of the directory and agreements, and the consents of its
-# patients.
-_CALL_FACTS = union_all(
-    select(
-        literal("addressed").label("kind"),
-        resource_shares.c.rid,
-        _no(resources.c.version).label("version"),
-        _no(resources.c.patient_key).label("patient_key"),
-        _no(resources.c.content).label("content"),
-    ).where(*_ADDRESSED_TO),
-    select(
-        literal("network"),
-        resources.c.rid,
-        resources.c.version,
-        _no(resources.c.patient_key),
-        _no(resources.c.content),
-    ).where(*_OF_NETWORK),
-    select(
-        literal("consent"),
-        resources.c.rid,
-        _no(resources.c.version),
-        resources.c.patient_key,
-        resources.c.content,
-    ).where(*_OF_PATIENTS),
-).order_by("rid")
+_NETWORK_ARM = select(
+    literal("network").label("kind"),
+    resources.c.rid,
+    resources.c.version,
+    _no(resources.c.patient_key).label("patient_key"),
+    _no(resources.c.content).label("content"),
+).where(*_OF_NETWORK)
+_ADDRESSED_ARM = select(
+    literal("addressed"),
+    resource_shares.c.rid,
+    _no(resources.c.version),
+    _no(resources.c.patient_key),
+    _no(resources.c.content),
+).where(*_ADDRESSED_TO)
+_CONSENT_ARM = select(
+    literal("consent"),
+    resources.c.rid,
+    _no(resources.c.version),
+    resources.c.patient_key,
+    resources.c.content,
+).where(*_OF_PATIENTS)
+
+
+@functools.cache
+def _call_facts_statement(addressed: bool, consents: bool) -> Any:
+    """What the audit basis of a call needs, in one statement: the versions of the directory
+    and agreements and, when asked, which of its resources were addressed to the organisation
+    and the consents of its patients. An arm is left out rather than given an empty list:
+    SQLite reads every Consent for ``patient_key IN ()``."""
+    arms = [
+        _NETWORK_ARM,
+        *([_ADDRESSED_ARM] if addressed else []),
+        *([_CONSENT_ARM] if consents else []),
+    ]
+    return union_all(*arms).order_by("rid")
 
 
 @dataclass(frozen=True)
@@ -246,7 +256,8 @@ class PolicyInformation:
         addressed: set[int] = set()
         versions: list[tuple[int, int]] = []
         consents: list[tuple[str, bytes]] = []
-        for kind, rid, version, patient_key, content in conn.execute(_CALL_FACTS, values):
+        statement = _call_facts_statement(bool(rids), bool(patient_keys))
+        for kind, rid, version, patient_key, content in conn.execute(statement, values):
             if kind == "addressed":
                 addressed.add(rid)
             elif kind == "network":
