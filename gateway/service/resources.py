@@ -64,7 +64,7 @@ from gateway.policy.explain import AccessLine, access_overview
 from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformation
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.database import Database
+from gateway.store.database import Database, plan_for_values
 from gateway.store.repository import StoredVersion
 from gateway.store.search_sql import (
     ConsentScope,
@@ -1103,6 +1103,7 @@ class ResourceService:
         query.revincludes = [i for i in query.revincludes if ctx.actor.may(i.source_type, "r")]
         visible = self.visibility(ctx)
         base = f"{ctx.base_url}/{query.resource_type}"
+        plan_for_values(conn)
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
             total = (conn.execute(count_statement(query, visible))).scalar_one()
