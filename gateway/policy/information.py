@@ -251,7 +251,7 @@ class PolicyInformation:
     ) -> CallFacts:
         """Which of ``rids`` were addressed to ``organization``, the directory and agreements,
         and the consent facts of the patients (no emergencies: they matter only where consent
-        does not permit), in one statement where they took four."""
+        does not permit), in one statement where they took five."""
         values = {"rids": sorted(rids), "org": organization, "keys": sorted(patient_keys)}
         addressed: set[int] = set()
         versions: list[tuple[int, int]] = []
@@ -265,18 +265,8 @@ class PolicyInformation:
             else:
                 consents.append((patient_key, content))
         directory, agreements = self._network_at(conn, tuple(versions))
-        parsed = _parsed_consents(conn, consents)
-        return CallFacts(
-            frozenset(addressed),
-            directory,
-            agreements,
-            {
-                key: PolicyFacts(
-                    consents=tuple(parsed.get(key, ())), agreements=agreements, policy=self.policy
-                )
-                for key in patient_keys
-            },
-        )
+        facts = self._facts(patient_keys, _parsed_consents(conn, consents), agreements, {})
+        return CallFacts(frozenset(addressed), directory, agreements, facts)
 
     def agreements(self, conn: Connection) -> tuple[Agreement, ...]:
         """The network's agreements: the Contract resources of its directory."""
@@ -328,15 +318,23 @@ class PolicyInformation:
         conn: Connection,
         patient_keys: Sequence[str],
         *,
-        agreements: tuple[Agreement, ...] | None = None,
+        agreements: tuple[Agreement, ...],
         with_emergencies: bool = True,
     ) -> dict[str, PolicyFacts]:
-        """What consent decides on, for each of several patients: a statement each for the
-        consents, the agreements (unless given) and the emergencies (unless not wanted)."""
+        """What consent decides on, for each of several patients, with the network's
+        ``agreements``: a statement for the consents and one for the emergencies (unless not
+        wanted)."""
         consents = self.consents_of(conn, patient_keys)
-        if agreements is None:
-            agreements = self.agreements(conn)
         declared = self.emergencies_of(conn, patient_keys) if with_emergencies else {}
+        return self._facts(patient_keys, consents, agreements, declared)
+
+    def _facts(
+        self,
+        patient_keys: Sequence[str],
+        consents: Mapping[str, list[PatientConsent]],
+        agreements: tuple[Agreement, ...],
+        declared: Mapping[str, list[Emergency]],
+    ) -> dict[str, PolicyFacts]:
         return {
             key: PolicyFacts(
                 consents=tuple(consents.get(key, ())),

@@ -253,12 +253,12 @@ def _selective(c: Criterion) -> bool:
 
 
 def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
-    """One page of matches, in the requested order with the row key as tie-breaker."""
+    """The row keys and ids of one page of matches, in the requested order with the row key as
+    tie-breaker (a search reads its page with ``counted_page_statement``)."""
     r, conditions = filtered(query, visible)
     order = [*(_ordered(_sort_column(r, key), key) for key in query.sort), r.c.rid.asc()]
-    # Every column of the stored version, so the audit notes the page without reading it again.
     return (
-        select(*version_columns(r))
+        select(r.c.rid, r.c.res_id)
         .where(*conditions)
         .order_by(*order)
         .limit(query.count)
