@@ -53,7 +53,13 @@ resources = Table(
     Column("data_date_us", BigInteger, nullable=True),
     UniqueConstraint("res_type", "res_id", name="uq_resources_type_id"),
 )
-Index("ix_resources_patient_key", resources.c.patient_key, resources.c.owner_org)
+# Consents, Patient records and a type's resources are looked up per patient and type.
+Index(
+    "ix_resources_patient_key",
+    resources.c.patient_key,
+    resources.c.res_type,
+    resources.c.owner_org,
+)
 Index("ix_resources_type_updated", resources.c.res_type, resources.c.last_updated_us)
 Index("ix_resources_patient", resources.c.patient_ref)
 
@@ -171,6 +177,7 @@ used_assertions = Table(
     Column("jti", String(255), primary_key=True),
     Column("expires_us", BigInteger, nullable=False),
 )
+Index("ix_used_assertions_expires", used_assertions.c.expires_us)  # expired ones are purged
 
 # HMAC secrets that sign access tokens; in the database so every gateway process can verify.
 token_secrets = Table(

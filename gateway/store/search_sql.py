@@ -382,16 +382,27 @@ def organization_visible(
 
 
 def _visibility(
-    organization: Any, public_owner: Any, scope: ConsentScope | None, *, addressed: bool
+    organization: Any,
+    public_owner: Any,
+    scope: ConsentScope | None,
+    *,
+    addressed: bool,
+    few_rows: bool = False,
 ) -> Visibility:
-    shared = select(resource_shares.c.rid).where(
-        resource_shares.c.org_ura == organization, resource_shares.c.active.is_(True)
-    )
+    """With ``few_rows`` (one resource, one patient's) what was addressed to the organisation is
+    probed per row by its key; otherwise (searches) the organisation's whole share list is
+    read once per statement, which for one row cost more than everything else a retrieve does
+    once an organisation had received a few hundred documents."""
+    shares = resource_shares
+    addressed_to = (shares.c.org_ura == organization, shares.c.active.is_(True))
+    shared = select(shares.c.rid).where(*addressed_to)
 
     @functools.cache
     def clause(alias: FromClause) -> ColumnElement[bool]:
         paths: list[ColumnElement[bool]] = [alias.c.owner_org.in_([organization, public_owner])]
-        if addressed:
+        if addressed and few_rows:
+            paths.append(exists().where(shares.c.rid == alias.c.rid, *addressed_to))
+        elif addressed:
             paths.append(alias.c.rid.in_(shared))
         if scope is not None and organization is not None:
             if "patient_key" in alias.c:
@@ -445,7 +456,9 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
         return bindparam(name)
 
     scope = ConsentScope(value("actor"), value("purpose"), opt_out)
-    condition = _visibility(value("org"), value("public"), scope, addressed=addressed)(resources)
+    condition = _visibility(
+        value("org"), value("public"), scope, addressed=addressed, few_rows=True
+    )(resources)
     assert condition is not None, "an organisation's visibility always has a condition"
     return condition
 
