@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    db_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Database threads per process; default 4 on SQLite, 8 on PostgreSQL.",
+    )
     tls_cert: Path | None = Field(default=None, description="PEM server certificate (chain).")
     tls_key: Path | None = Field(default=None, description="PEM private key of the certificate.")
     client_ca: Path | None = Field(

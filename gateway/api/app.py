@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url())
+        db = Database(settings.resolved_database_url(), threads=settings.db_threads)
         await db.migrate()
         service = ResourceService(db, settings)
         await service.start()
