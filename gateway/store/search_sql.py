@@ -382,28 +382,19 @@ def organization_visible(
 
 
 def _visibility(
-    organization: Any,
-    public_owner: Any,
-    scope: ConsentScope | None,
-    *,
-    addressed: bool,
-    few_rows: bool = False,
+    organization: Any, public_owner: Any, scope: ConsentScope | None, *, addressed: bool
 ) -> Visibility:
-    """With ``few_rows`` (one resource, one patient's) what was addressed to the organisation is
-    probed per row by its key; otherwise (searches) the organisation's whole share list is
-    read once per statement, which for one row cost more than everything else a retrieve does
-    once an organisation had received a few hundred documents."""
+    # What was addressed to the organisation is probed per row by its key: as an IN list the
+    # organisation's whole inbox was read for every statement, which for one retrieve cost
+    # more than everything else once it had received a few hundred documents.
     shares = resource_shares
     addressed_to = (shares.c.org_ura == organization, shares.c.active.is_(True))
-    shared = select(shares.c.rid).where(*addressed_to)
 
     @functools.cache
     def clause(alias: FromClause) -> ColumnElement[bool]:
         paths: list[ColumnElement[bool]] = [alias.c.owner_org.in_([organization, public_owner])]
-        if addressed and few_rows:
+        if addressed:
             paths.append(exists().where(shares.c.rid == alias.c.rid, *addressed_to))
-        elif addressed:
-            paths.append(alias.c.rid.in_(shared))
         if scope is not None and organization is not None:
             if "patient_key" in alias.c:
                 paths.append(_consented(alias, organization, scope))
@@ -456,9 +447,7 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
         return bindparam(name)
 
     scope = ConsentScope(value("actor"), value("purpose"), opt_out)
-    condition = _visibility(
-        value("org"), value("public"), scope, addressed=addressed, few_rows=True
-    )(resources)
+    condition = _visibility(value("org"), value("public"), scope, addressed=addressed)(resources)
     assert condition is not None, "an organisation's visibility always has a condition"
     return condition
 
