@@ -107,7 +107,10 @@ def _index_table(name: str, *columns: Column) -> Table:  # type: ignore[type-arg
         Column("param", String(64), nullable=False),
         *columns,
     )
-    Index(f"ix_{name}_rid", table.c.rid)
+    # Probes of one resource's index rows (a broad criterion next to a selective one) must
+    # find them by the row key: with only (rid) SQLite, without statistics, preferred a lookup
+    # index ending in rid and scanned every row of the parameter for each candidate.
+    Index(f"ix_{name}_rid", table.c.rid, table.c.res_type, table.c.param)
     return table
 
 
@@ -116,12 +119,26 @@ idx_string = _index_table(
     Column("value_norm", NormalizedText, nullable=False),
     Column("value", Text, nullable=False),
 )
-Index("ix_idx_string_lookup", idx_string.c.res_type, idx_string.c.param, idx_string.c.value_norm)
+# Every lookup index ends with the row key: a search takes the matching rids from the index
+# alone (Patient?family=<prefix> read each match's index row: 15.5 -> 8.7 ms at 100,000).
+Index(
+    "ix_idx_string_lookup",
+    idx_string.c.res_type,
+    idx_string.c.param,
+    idx_string.c.value_norm,
+    idx_string.c.rid,
+)
 
 idx_token = _index_table(
     "idx_token", Column("system", Text, nullable=True), Column("code", Text, nullable=False)
 )
-Index("ix_idx_token_lookup", idx_token.c.res_type, idx_token.c.param, idx_token.c.code)
+Index(
+    "ix_idx_token_lookup",
+    idx_token.c.res_type,
+    idx_token.c.param,
+    idx_token.c.code,
+    idx_token.c.rid,
+)
 
 idx_date = _index_table(
     "idx_date",
@@ -141,6 +158,7 @@ Index(
     idx_reference.c.res_type,
     idx_reference.c.param,
     idx_reference.c.target_id,
+    idx_reference.c.rid,
 )
 Index("ix_idx_reference_target", idx_reference.c.target_type, idx_reference.c.target_id)
 
