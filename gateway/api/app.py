@@ -14,9 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Router
 
 from gateway.api.auth_routes import router as auth_router
-from gateway.api.fhir_routes import router as fhir_router
+from gateway.api.fhir_routes import routes as fhir_routes
+from gateway.api.fhir_routes import transaction_or_batch
 from gateway.api.negotiation import error_response, request_id_of
 from gateway.auth.app_launch import AppLaunch
 from gateway.auth.backend_services import BackendServices
@@ -108,8 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.capability = _capability_cache()
-    app.include_router(auth_router)  # before /fhir/{type}/{id} swallows .well-known
-    app.include_router(fhir_router)
+    app.add_route("/fhir", transaction_or_batch, methods=["POST"])  # the base, without a slash
+    app.mount("/fhir", Router(fhir_routes))  # first: the FHIR API is the hot path
+    app.include_router(auth_router)
     install_ui(app)
     app.add_middleware(RequestIdMiddleware)
 

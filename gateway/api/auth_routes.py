@@ -35,7 +35,6 @@ def public_base(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-@router.get("/fhir/.well-known/smart-configuration")
 async def smart_configuration(request: Request) -> JSONResponse:
     base = public_base(request)
     return JSONResponse(

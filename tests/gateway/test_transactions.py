@@ -183,3 +183,12 @@ def test_transaction_in_xml_gets_an_xml_response(fhir):
     assert b'<type value="transaction-response"/>' in response.content
     found = fhir.get("/Observation", params={"subject.family": f"Xml{tag}"}).json()
     assert found["total"] == 1
+
+
+def test_the_base_url_takes_bundles_with_or_without_a_trailing_slash(fhir):
+    base = str(fhir.base_url).rstrip("/")
+    for url in (base, base + "/"):
+        bundle = {"resourceType": "Bundle", "type": "batch", "entry": []}
+        response = fhir.post(url, json=bundle)
+        assert response.status_code == 200, (url, response.text)
+        assert response.json()["type"] == "batch-response"
