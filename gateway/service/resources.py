@@ -345,10 +345,16 @@ class ResourceService:
             return await self.db.write(run)
 
     async def in_read(
-        self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
+        self,
+        ctx: RequestContext,
+        work: Callable[[Connection], T],
+        interaction: Interaction,
+        *,
+        brief: bool = False,
     ) -> T:
         """Run ``work`` in a read transaction, as an actor that is still allowed in; the result
-        is returned only once its audit records are committed."""
+        is returned only once its audit records are committed. ``brief`` work (statements by
+        key only) runs as a ``Database.lookup``."""
         scope = self.audit_scope(ctx, interaction)
 
         def run(conn: Connection) -> tuple[T, list[dict[str, Any]]]:
@@ -361,7 +367,7 @@ class ResourceService:
                 attach(conn, None)
 
         async with self.refusals_audited(scope):
-            result, rows = await self.db.read(run)
+            result, rows = await (self.db.lookup(run) if brief else self.db.read(run))
         await self.audit.record_rows(rows)
         return result
 
@@ -700,15 +706,24 @@ class ResourceService:
                 return RetrievedContent(content_type, None, b"")
             if info.deprecated:
                 raise Gone(f"Binary/{binary_id} belongs to a superseded (deprecated) document")
-            if info.size <= STREAM_ABOVE_BYTES:
+            if info.size <= CHUNK_BYTES:
                 return RetrievedContent(content_type, info, self.vault.read(conn, info.blob_id))
-            for _chunk in self.vault.chunks(conn, info.blob_id):
-                pass  # a whole pass checks both hashes before the first byte is sent
-            return RetrievedContent(content_type, info, None)
+            return RetrievedContent(content_type, info, None)  # read below, off the event loop
 
-        return await self.in_read(
-            ctx, work, Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
-        )
+        interaction = Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
+        found = await self.in_read(ctx, work, interaction, brief=True)
+        if found.info is None or found.body is not None:
+            return found
+        async with self.refusals_audited(self.audit_scope(ctx, interaction)):
+            return await self.db.read(functools.partial(self._large_content, found))
+
+    def _large_content(self, found: RetrievedContent, conn: Connection) -> RetrievedContent:
+        assert found.info is not None
+        if found.info.size <= STREAM_ABOVE_BYTES:
+            return dataclasses.replace(found, body=self.vault.read(conn, found.info.blob_id))
+        for _chunk in self.vault.chunks(conn, found.info.blob_id):
+            pass  # a whole pass checks both hashes before the first byte is sent
+        return found
 
     async def stream(self, info: BlobInfo, batch: int = 4) -> AsyncIterator[bytes]:
         """The verified content of a large blob, a few chunks per database round trip."""
@@ -796,9 +811,10 @@ class ResourceService:
             return ResourceResult(200, res_type, res_id, 1, recorded_us, content)
         interaction = Interaction("read", f"{res_type[:64]}/{res_id[:64]}")
         await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
-        return await self.in_read(
-            ctx, lambda conn: self.read_in(conn, ctx, res_type, res_id), interaction
+        stored = await self.in_read(
+            ctx, lambda conn: self._readable(conn, ctx, res_type, res_id), interaction, brief=True
         )
+        return await self._revealed(ctx, interaction, stored)
 
     def read_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str
@@ -830,13 +846,35 @@ class ResourceService:
             "vread", f"{res_type[:64]}/{res_id[:64]}/_history/{version_id[:16]}"
         )
         await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
-        return await self.in_read(
-            ctx, lambda conn: self.vread_in(conn, ctx, res_type, res_id, version_id), interaction
+        stored = await self.in_read(
+            ctx,
+            lambda conn: self._readable_version(conn, ctx, res_type, res_id, version_id),
+            interaction,
+            brief=True,
         )
+        return await self._revealed(ctx, interaction, stored)
+
+    async def _revealed(
+        self, ctx: RequestContext, interaction: Interaction, stored: StoredVersion
+    ) -> ResourceResult:
+        """The result of a read of ``stored``; sealed document content (up to the body limit)
+        is decrypted on a worker thread, not on the event loop."""
+        if not stored.sealed or stored.content is None:
+            return ResourceResult.of(200, stored, stored.content)
+        async with self.refusals_audited(self.audit_scope(ctx, interaction)):
+            return await self.db.read(lambda conn: self.shown(conn, 200, stored))
 
     def vread_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str
     ) -> ResourceResult:
+        return self.shown(
+            conn, 200, self._readable_version(conn, ctx, res_type, res_id, version_id)
+        )
+
+    def _readable_version(
+        self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str
+    ) -> StoredVersion:
+        """The version the actor may read: 404 unknown or not visible, 410 a deletion."""
         check_known_id(res_type, res_id)
         if not version_id.isdigit():
             raise NotFound(f"Version '{version_id}' of {res_type}/{res_id} is not known")
@@ -849,7 +887,7 @@ class ResourceService:
         if stored.deleted:
             raise Gone(f"Version {version_id} of {res_type}/{res_id} is a deletion")
         _note_seen(conn, stored)
-        return self.shown(conn, 200, stored)
+        return stored
 
     # -- update and delete -----------------------------------------------------------------
 

@@ -5,8 +5,12 @@ writes: a read waits for its audit write on the same pool."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from harness import BACKENDS, PG_URL, FreshDatabase, start_server
 
@@ -65,3 +69,42 @@ def test_one_thread_serves_concurrent_reads_and_writes(backend, tmp_path):
     finally:
         live.stop()
         database.drop()
+
+
+def test_sqlite_reads_on_the_event_loop_never_wait_for_a_writer(tmp_path):
+    """Reads by id run on the event loop (``Database.lookup``): while another process holds the
+    write lock, they and everything else the loop serves go on; only their audit commit waits."""
+    live, database = start_server("sqlite", tmp_path)
+    try:
+        with live.client() as fhir:
+            created = fhir.post("/Patient", json={"resourceType": "Patient", "gender": "female"})
+            path = f"/Patient/{created.json()['id']}"
+            db_file = tmp_path / "zorgbrug.db"
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLD_WRITE_LOCK, str(db_file), "3"], stdout=subprocess.PIPE
+            )
+            try:
+                assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+                with ThreadPoolExecutor(4) as pool:
+                    reads = [pool.submit(fhir.get, path) for _ in range(4)]
+                    started = time.monotonic()
+                    for _ in range(10):
+                        assert httpx.get(f"{live.url}/healthz", timeout=1).status_code == 200
+                    assert time.monotonic() - started < 2.5
+                    assert not any(read.done() for read in reads)  # audit waits for the lock
+                    assert [read.result().status_code for read in reads] == [200] * 4
+            finally:
+                holder.wait(timeout=30)
+    finally:
+        live.stop()
+        database.drop()
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""

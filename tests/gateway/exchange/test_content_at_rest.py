@@ -148,16 +148,80 @@ def test_rotation_rewraps_every_data_key_and_keeps_every_document_readable(serve
     ]
 
 
-@pytest.mark.parametrize("size", [9 * 1024 * 1024 + 7])
-def test_large_raw_content_streams_in_and_out_byte_identical(server, network, size):
-    content = secrets.token_bytes(size)
-    with server.client(network.sender) as fhir:
+def post_raw(server, hospital, content: bytes) -> str:
+    with server.client(hospital) as fhir:
         created = fhir.post(
             "/Binary", content=content, headers={"Content-Type": "application/octet-stream"}
         )
-        assert created.status_code == 201, created.text
-        location = created.headers["Location"].split("/fhir/")[1].split("/_history")[0]
-        back = fhir.get(f"/{location}", headers={"Accept": "application/octet-stream"})
+    assert created.status_code == 201, created.text
+    return created.headers["Location"].split("/fhir/")[1].split("/_history")[0]
+
+
+# One chunk (read with the access check), several (read after it), and past the streaming bound.
+SIZES = [10_000 + 3, 3 * 1024 * 1024 + 5, 9 * 1024 * 1024 + 7]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_raw_content_of_any_size_comes_back_byte_identical(server, network, size):
+    content = secrets.token_bytes(size)
+    location = post_raw(server, network.sender, content)
+    back = retrieve(server, network.sender, location, accept="application/octet-stream")
     assert back.status_code == 200
     assert back.headers["content-length"] == str(size)
     assert back.content == content
+    if size < 4 * 1024 * 1024:  # the FHIR form carries it base64-encoded
+        resource = retrieve(server, network.sender, location, accept="application/fhir+json")
+        assert base64.b64decode(resource.json()["data"]) == content
+
+
+def damage_last_chunk(server, size: int) -> None:
+    """Flip one byte of the stored (encrypted) content of the blob of ``size`` bytes."""
+    statements = (
+        "SELECT c.blob_id, c.seq, c.data FROM blob_chunks c JOIN blobs b USING (blob_id) "
+        "WHERE b.size = {p} ORDER BY c.seq DESC LIMIT 1",
+        "UPDATE blob_chunks SET data = {p} WHERE blob_id = {p} AND seq = {p}",
+    )
+    if server.backend == "sqlite":
+        # In a child process: closing SQLite descriptors here would drop the server's locks.
+        script = (
+            "import sqlite3, sys\n"
+            "db = sqlite3.connect(sys.argv[1])\n"
+            f"blob, seq, data = db.execute({statements[0].format(p='?')!r}, (int(sys.argv[2]),))"
+            ".fetchone()\n"
+            "data = bytes(data[:-1]) + bytes([data[-1] ^ 1])\n"
+            f"db.execute({statements[1].format(p='?')!r}, (data, blob, seq))\n"
+            "db.commit()\n"
+        )
+        database = Path(server.settings.data_dir) / "zorgbrug.db"
+        subprocess.run(["python3", "-c", script, str(database), str(size)], check=True)
+        return
+    import psycopg
+
+    url = server.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        blob, seq, data = conn.execute(statements[0].format(p="%s"), (size,)).fetchone()
+        data = bytes(data[:-1]) + bytes([data[-1] ^ 1])
+        conn.execute(statements[1].format(p="%s"), (data, blob, seq))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_damaged_content_is_never_served(server, network, size):
+    size += 1  # no other blob of the store has this size
+    content = secrets.token_bytes(size)
+    location = post_raw(server, network.sender, content)
+    damage_last_chunk(server, size)
+    for accept in ("application/octet-stream", "application/fhir+json"):
+        back = retrieve(server, network.sender, location, accept=accept)
+        assert back.status_code == 500, (accept, back.status_code)
+        assert back.json()["resourceType"] == "OperationOutcome"
+        assert content[-64:] not in back.content
+    report = server.cli("audit", "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    failed = [
+        e
+        for e in json.loads(report.stdout)["events"]
+        if e["event"] in ("retrieve-document", "read")
+        and e["outcome"] == "8"
+        and location in json.dumps(e)
+    ]
+    assert len(failed) == 2, failed
