@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from gateway.audit.event import AuditFacts
 from gateway.audit.signing import CheckpointSigner, checkpoint_message
-from gateway.store.driver_sql import DriverQuery
+from gateway.store.driver_sql import DriverQuery, insert_into
 from gateway.store.schema import audit_checkpoints
 
 GENESIS = bytes(32)  # the "previous hash" of the first record
@@ -127,10 +127,7 @@ def append(
 # On the driver's cursor: the group commit of reads runs these for every batch, and
 # SQLAlchemy's per-statement work cost more than the statements (bench/bench_audit.py).
 _STORED = (*CHAINED, "content", "hash")
-_INSERT = DriverQuery(  # our own column names, every value bound
-    f"INSERT INTO audit_events ({', '.join(_STORED)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' * len(_STORED))})"
-)
+_INSERT = insert_into("audit_events", _STORED)
 _HEAD = "SELECT seq, hash, checkpoint_seq, checkpoint_us FROM audit_chain_head WHERE id = 1"
 _SELECT_HEAD, _LOCK_HEAD = DriverQuery(_HEAD), DriverQuery(_HEAD + " FOR UPDATE")
 _MOVE_HEAD = DriverQuery("UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1")

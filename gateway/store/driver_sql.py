@@ -45,3 +45,10 @@ class DriverQuery:
             raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
         finally:
             cursor.close()
+
+
+def insert_into(table: str, columns: Sequence[str], returning: str = "") -> DriverQuery:
+    """An INSERT of ``columns`` into ``table`` (names of our own schema, never input), every
+    value bound, in the order of ``columns``."""
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    return DriverQuery(sql + (f" RETURNING {returning}" if returning else ""))

@@ -6,14 +6,14 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, null, select, update
+from sqlalchemy import Table, bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.driver_sql import DriverQuery
+from gateway.store.driver_sql import DriverQuery, insert_into
 from gateway.store.schema import (
     INDEX_TABLES,
     conditional_claims,
@@ -181,27 +181,26 @@ def insert_resource(
     Only an id chosen by the client can be inserted by another transaction at the same time;
     only then does a savepoint turn that race into ``DuplicateId``.
     """
-    statement = insert(resources).returning(resources.c.rid)
-    values = {
-        "res_type": res_type,
-        "res_id": res_id,
-        "version": 1,
-        "last_updated_us": last_updated_us,
-        "deleted": False,
-        "content": content,
-        "owner_org": owner_org,
-        "patient_ref": patient_ref,
-        "sealed": sealed,
-        "patient_key": consent.patient_key,
-        "data_category": consent.data_category,
-        "data_date_us": consent.data_date_us,
-    }
+    values = (
+        res_type,
+        res_id,
+        1,
+        last_updated_us,
+        False,
+        content,
+        owner_org,
+        patient_ref,
+        sealed,
+        consent.patient_key,
+        consent.data_category,
+        consent.data_date_us,
+    )
     if not client_id:
-        rid = (conn.execute(statement, values)).scalar_one()
+        rid = _one(_INSERT_RESOURCE.first(conn, *values))
     else:
         try:
             with conn.begin_nested():
-                rid = (conn.execute(statement, values)).scalar_one()
+                rid = _one(_INSERT_RESOURCE.first(conn, *values))
         except IntegrityError:
             raise DuplicateId(f"{res_type}/{res_id}") from None
     _append_version(
@@ -219,7 +218,7 @@ def insert_resource(
         consent,
     )
     _insert_index(conn, rid, index)
-    return int(rid)
+    return rid
 
 
 def write_version(
@@ -237,21 +236,19 @@ def write_version(
 ) -> int:
     """Write the next version of an existing logical resource (an update or a deletion)."""
     new_version = previous.version + 1
-    conn.execute(
-        update(resources)
-        .where(resources.c.rid == previous.rid)
-        .values(
-            version=new_version,
-            last_updated_us=last_updated_us,
-            deleted=content is None,
-            content=content,
-            owner_org=owner_org,
-            patient_ref=patient_ref,
-            sealed=sealed,
-            patient_key=consent.patient_key,
-            data_category=consent.data_category,
-            data_date_us=consent.data_date_us,
-        )
+    _UPDATE_RESOURCE.run(
+        conn,
+        new_version,
+        last_updated_us,
+        content is None,
+        content,
+        owner_org,
+        patient_ref,
+        sealed,
+        consent.patient_key,
+        consent.data_category,
+        consent.data_date_us,
+        previous.rid,
     )
     if content is None:  # a deletion is about the patient the resource was about
         patient_ref = previous.patient_ref
@@ -270,8 +267,8 @@ def write_version(
         patient_ref,
         consent,
     )
-    for table in INDEX_TABLES.values():
-        conn.execute(delete(table).where(table.c.rid == previous.rid))
+    for drop in _DELETE_INDEX:
+        drop.run(conn, previous.rid)
     if index is not None:
         _insert_index(conn, previous.rid, index)
     return new_version
@@ -291,23 +288,21 @@ def _append_version(
     patient_ref: str | None,
     consent: ConsentColumns,
 ) -> None:
-    conn.execute(
-        insert(resource_versions),
-        {
-            "rid": rid,
-            "res_type": res_type,
-            "res_id": res_id,
-            "version": version_id,
-            "last_updated_us": last_updated_us,
-            "method": method,
-            "content": content,
-            "owner_org": owner_org,
-            "sealed": sealed,
-            "patient_key": consent.patient_key,
-            "patient_ref": patient_ref,
-            "data_category": consent.data_category,
-            "data_date_us": consent.data_date_us,
-        },
+    _INSERT_VERSION.run(
+        conn,
+        rid,
+        res_type,
+        res_id,
+        version_id,
+        last_updated_us,
+        method,
+        content,
+        owner_org,
+        sealed,
+        consent.patient_key,
+        patient_ref,
+        consent.data_category,
+        consent.data_date_us,
     )
     note_write(
         conn,
@@ -327,7 +322,63 @@ def _append_version(
 def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
     for kind, rows in index.by_kind().items():
         if rows:
-            conn.execute(insert(INDEX_TABLES[kind]), [row | {"rid": rid} for row in rows])
+            columns, statement = _INSERT_INDEX[kind]
+            statement.run_many(conn, [(rid, *(row[c] for c in columns)) for row in rows])
+
+
+def _one(row: tuple[Any, ...] | None) -> int:
+    assert row is not None
+    return int(row[0])
+
+
+# Every write of a resource runs these: on the driver's cursor (see gateway.store.driver_sql).
+_RESOURCE_COLUMNS = (
+    "version",
+    "last_updated_us",
+    "deleted",
+    "content",
+    "owner_org",
+    "patient_ref",
+    "sealed",
+    "patient_key",
+    "data_category",
+    "data_date_us",
+)
+_INSERT_RESOURCE = insert_into("resources", ("res_type", "res_id", *_RESOURCE_COLUMNS), "rid")
+_UPDATE_RESOURCE = DriverQuery(  # our own column names, every value bound
+    f"UPDATE resources SET {', '.join(f'{c} = ?' for c in _RESOURCE_COLUMNS)} WHERE rid = ?"  # noqa: S608
+)
+_INSERT_VERSION = insert_into(
+    "resource_versions",
+    (
+        "rid",
+        "res_type",
+        "res_id",
+        "version",
+        "last_updated_us",
+        "method",
+        "content",
+        "owner_org",
+        "sealed",
+        "patient_key",
+        "patient_ref",
+        "data_category",
+        "data_date_us",
+    ),
+)
+
+
+def _index_insert(table: Table) -> tuple[tuple[str, ...], DriverQuery]:
+    """Index rows: the row key, then the columns ``IndexRows`` fills, in the table's order."""
+    columns = tuple(c.name for c in table.columns if c.name != "rid")
+    return columns, insert_into(table.name, ("rid", *columns))
+
+
+_INSERT_INDEX = {kind: _index_insert(table) for kind, table in INDEX_TABLES.items()}
+_DELETE_INDEX = tuple(
+    DriverQuery(f"DELETE FROM {table.name} WHERE rid = ?")  # noqa: S608 - our own table names
+    for table in INDEX_TABLES.values()
+)
 
 
 def claim_condition(conn: Connection, res_type: str, key: str, res_id: str) -> str | None:
