@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from gateway.content import envelope
 from gateway.content.keyring import KeyRing, MasterKeyError
 from gateway.errors import GatewayError, InvalidResource
+from gateway.store.driver_sql import DriverQuery
 from gateway.store.schema import blob_chunks, blobs, master_key_checks
 
 MARKER = "zorgbrug-blob:"  # not base64, so no client can send one that passes validation
@@ -206,7 +207,7 @@ class ContentVault:
         )
 
     def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
-        row = conn.execute(_BLOB, {"blob_id": blob_id}).first()
+        row = _blob_row(conn, blob_id)
         if row is None:
             return None
         return BlobInfo(
@@ -234,7 +235,7 @@ class ContentVault:
         self, conn: Connection, blob_id: str, *, first: int = 0, count: int | None = None
     ) -> Iterator[bytes]:
         """Plaintext chunks ``first``… of a blob; hashes are checked when the whole is read."""
-        row = conn.execute(_BLOB, {"blob_id": blob_id}).first()
+        row = _blob_row(conn, blob_id)
         if row is None:
             raise IntegrityFailure(f"stored content {blob_id} is missing; it cannot be served")
         data_key = self._data_key(row)
@@ -242,11 +243,14 @@ class ContentVault:
         wanted = max(0, row.chunks - first if count is None else min(count, row.chunks - first))
         # More chunks than one fetch holds come through a server-side cursor on PostgreSQL
         # (psycopg would otherwise fetch them all at once); fewer in one round trip.
-        statement = _CHUNKS_STREAMED if wanted > _CHUNKS_PER_FETCH else _CHUNKS
         whole = first == 0 and count is None
         sha256, sha1, size, expected = hashlib.sha256(), _sha1(), 0, first
-        values = {"blob_id": blob_id, "first": first, "wanted": wanted}
-        for seq, sealed in conn.execute(statement, values):
+        if wanted > _CHUNKS_PER_FETCH:
+            values = {"blob_id": blob_id, "first": first, "wanted": wanted}
+            found: Iterable[Any] = conn.execute(_CHUNKS_STREAMED, values)
+        else:
+            found = _FEW_CHUNKS.all(conn, blob_id, first, wanted)
+        for seq, sealed in found:
             if seq != expected:
                 raise IntegrityFailure(f"stored content {blob_id} lost chunk {expected}")
             try:
@@ -374,15 +378,38 @@ def _opens_check(key: bytes, key_id: str, sealed: bytes) -> bool:
         return False
 
 
-_BLOB = select(blobs).where(blobs.c.blob_id == bindparam("blob_id"))
-_CHUNKS = (
+class _BlobRow(NamedTuple):
+    blob_id: str
+    owner_org: str | None
+    size: int
+    sha256: str
+    sha1: str
+    chunks: int
+    key_id: str
+    wrapped_key: bytes
+    deprecated_us: int | None
+
+
+def _blob_row(conn: Connection, blob_id: str) -> _BlobRow | None:
+    row = _BLOB.first(conn, blob_id)
+    return _BlobRow(*row) if row is not None else None
+
+
+# Every retrieve runs these: on the driver's cursor (see gateway.store.driver_sql).
+_BLOB = DriverQuery(f"SELECT {', '.join(_BlobRow._fields)} FROM blobs WHERE blob_id = ?")  # noqa: S608
+_CHUNKS_SQL = (
+    "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
+)
+_FEW_CHUNKS = DriverQuery(_CHUNKS_SQL)
+# More chunks than this come a few at a time through SQLAlchemy's streaming.
+_CHUNKS_PER_FETCH = 2
+_CHUNKS_STREAMED = (
     select(blob_chunks.c.seq, blob_chunks.c.data)
     .where(blob_chunks.c.blob_id == bindparam("blob_id"), blob_chunks.c.seq >= bindparam("first"))
     .order_by(blob_chunks.c.seq)
     .limit(bindparam("wanted", type_=Integer))
+    .execution_options(stream_results=True, yield_per=_CHUNKS_PER_FETCH)
 )
-_CHUNKS_PER_FETCH = 2
-_CHUNKS_STREAMED = _CHUNKS.execution_options(stream_results=True, yield_per=_CHUNKS_PER_FETCH)
 
 
 def _sha1(data: bytes = b"") -> Any:

@@ -29,6 +29,13 @@ class DriverQuery:
         row = self._execute(conn, fetch)
         return tuple(row) if row is not None else None
 
+    def all(self, conn: Connection, *parameters: Any) -> list[tuple[Any, ...]]:
+        def fetch(cursor: Any, sql: str) -> Any:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+
+        return [tuple(row) for row in self._execute(conn, fetch)]
+
     def run(self, conn: Connection, *parameters: Any) -> None:
         self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters))
 
