@@ -3,6 +3,7 @@
 Each transaction runs as one synchronous function on a worker thread, so a request pays one
 thread hop for all of its statements instead of several per statement (measured: an async
 driver spent ~0.4 ms per statement on hops; see the closing note of the server-core issue).
+Short reads by key on SQLite skip even that hop (``Database.lookup``).
 """
 
 from __future__ import annotations
