@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from gateway.service.audit_log import AuditLogService
 
 T = TypeVar("T")
+U = TypeVar("U")
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024  # larger content is checked, then streamed, never held
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ETAG = re.compile(r'^(?:W/)?"?([0-9]+)"?$')
@@ -349,12 +350,9 @@ class ResourceService:
         ctx: RequestContext,
         work: Callable[[Connection], T],
         interaction: Interaction,
-        *,
-        brief: bool = False,
     ) -> T:
         """Run ``work`` in a read transaction, as an actor that is still allowed in; the result
-        is returned only once its audit records are committed. ``brief`` work (statements by
-        key only) runs as a ``Database.lookup``."""
+        is returned only once its audit records are committed."""
         scope = self.audit_scope(ctx, interaction)
 
         def run(conn: Connection) -> tuple[T, list[dict[str, Any]]]:
@@ -367,9 +365,42 @@ class ResourceService:
                 attach(conn, None)
 
         async with self.refusals_audited(scope):
-            result, rows = await (self.db.lookup(run) if brief else self.db.read(run))
+            result, rows = await self.db.read(run)
         await self.audit.record_rows(rows)
         return result
+
+    async def in_lookup(
+        self,
+        ctx: RequestContext,
+        work: Callable[[Connection], T],
+        interaction: Interaction,
+        finish: Callable[[Connection, T], U],
+        heavy: Callable[[T], bool],
+    ) -> U:
+        """``in_read`` for work by key only (a ``Database.lookup``), whose result ``finish``
+        turns into the answer. Where the lookup runs on the event loop, a result ``heavy`` says
+        takes time to finish (decrypting or checking large content) is finished in a read
+        transaction of its own on a worker thread; elsewhere in the lookup's own transaction.
+        Either way the audit records are committed only once it is finished: a failure there
+        leaves a failure record, never also a success."""
+        scope = self.audit_scope(ctx, interaction)
+        on_loop = self.db.looks_up_on_loop
+
+        def run(conn: Connection) -> tuple[T, list[dict[str, Any]], U | None]:
+            attach(conn, scope)
+            try:
+                value = self._guarded(conn, ctx, work)
+                rows = self.audit.rows(scope.facts(conn, self._basis_finder(scope)))
+                return value, rows, None if on_loop and heavy(value) else finish(conn, value)
+            finally:
+                attach(conn, None)
+
+        async with self.refusals_audited(scope):
+            value, rows, answer = await self.db.lookup(run)
+            if answer is None:
+                answer = await self.db.read(lambda conn: finish(conn, value))
+        await self.audit.record_rows(rows)
+        return answer
 
     def audit_scope(self, ctx: RequestContext, interaction: Interaction) -> AuditScope:
         actor = ctx.actor
@@ -708,17 +739,15 @@ class ResourceService:
                 raise Gone(f"Binary/{binary_id} belongs to a superseded (deprecated) document")
             if info.size <= CHUNK_BYTES:
                 return RetrievedContent(content_type, info, self.vault.read(conn, info.blob_id))
-            return RetrievedContent(content_type, info, None)  # read below, off the event loop
+            return RetrievedContent(content_type, info, None)  # read by _large_content
 
         interaction = Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
-        found = await self.in_read(ctx, work, interaction, brief=True)
-        if found.info is None or found.body is not None:
-            return found
-        async with self.refusals_audited(self.audit_scope(ctx, interaction)):
-            return await self.db.read(functools.partial(self._large_content, found))
+        return await self.in_lookup(ctx, work, interaction, self._large_content, _content_unread)
 
-    def _large_content(self, found: RetrievedContent, conn: Connection) -> RetrievedContent:
-        assert found.info is not None
+    def _large_content(self, conn: Connection, found: RetrievedContent) -> RetrievedContent:
+        """``found`` with its content read (up to STREAM_ABOVE_BYTES) or, larger, verified."""
+        if found.info is None or not _content_unread(found):
+            return found
         if found.info.size <= STREAM_ABOVE_BYTES:
             return dataclasses.replace(found, body=self.vault.read(conn, found.info.blob_id))
         for _chunk in self.vault.chunks(conn, found.info.blob_id):
@@ -811,10 +840,13 @@ class ResourceService:
             return ResourceResult(200, res_type, res_id, 1, recorded_us, content)
         interaction = Interaction("read", f"{res_type[:64]}/{res_id[:64]}")
         await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
-        stored = await self.in_read(
-            ctx, lambda conn: self._readable(conn, ctx, res_type, res_id), interaction, brief=True
+        return await self.in_lookup(
+            ctx,
+            lambda conn: self._readable(conn, ctx, res_type, res_id),
+            interaction,
+            self._shown_ok,
+            _sealed,
         )
-        return await self._revealed(ctx, interaction, stored)
 
     def read_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str
@@ -846,23 +878,16 @@ class ResourceService:
             "vread", f"{res_type[:64]}/{res_id[:64]}/_history/{version_id[:16]}"
         )
         await self.precheck(ctx, interaction, functools.partial(check_type, res_type))
-        stored = await self.in_read(
+        return await self.in_lookup(
             ctx,
             lambda conn: self._readable_version(conn, ctx, res_type, res_id, version_id),
             interaction,
-            brief=True,
+            self._shown_ok,
+            _sealed,
         )
-        return await self._revealed(ctx, interaction, stored)
 
-    async def _revealed(
-        self, ctx: RequestContext, interaction: Interaction, stored: StoredVersion
-    ) -> ResourceResult:
-        """The result of a read of ``stored``; sealed document content (up to the body limit)
-        is decrypted on a worker thread, not on the event loop."""
-        if not stored.sealed or stored.content is None:
-            return ResourceResult.of(200, stored, stored.content)
-        async with self.refusals_audited(self.audit_scope(ctx, interaction)):
-            return await self.db.read(lambda conn: self.shown(conn, 200, stored))
+    def _shown_ok(self, conn: Connection, stored: StoredVersion) -> ResourceResult:
+        return self.shown(conn, 200, stored)
 
     def vread_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str
@@ -1562,6 +1587,14 @@ def _note_seen_rows(conn: Connection, rids: list[int]) -> None:
         for rid in rids:
             if rid in found:
                 scope.saw(found[rid])
+
+
+def _sealed(stored: StoredVersion) -> bool:
+    return stored.sealed and stored.content is not None
+
+
+def _content_unread(found: RetrievedContent) -> bool:
+    return found.info is not None and found.body is None
 
 
 def _note_seen(conn: Connection, stored: StoredVersion) -> None:
