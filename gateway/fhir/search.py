@@ -244,11 +244,11 @@ def _result_param(
     query: SearchQuery, name: str, value: str, registry: SearchParamRegistry, max_count: int
 ) -> None:
     if name == "_count":
-        query.count = min(_int(name, value), max_count)
+        query.count = min(non_negative(name, value), max_count)
     elif name == "_offset":
-        query.offset = _int(name, value)
+        query.offset = non_negative(name, value)
     elif name == "_snapshot":
-        query.snapshot = _int(name, value)
+        query.snapshot = non_negative(name, value)
     elif name == "_summary":
         if value == "count":
             query.summary_count = True
@@ -272,10 +272,20 @@ def _result_param(
             query.revincludes.append(include)
 
 
-def _int(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'", code="value")
+def whole_number(value: str) -> int | None:
+    """``value`` as a non-negative integer that fits a database's BIGINT, else None.
+    ``str.isdigit`` alone also takes digits such as '²' that ``int`` refuses."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return None
     return int(value)
+
+
+def non_negative(name: str, value: str) -> int:
+    """A paging parameter's value; 400 unless ``whole_number``."""
+    number = whole_number(value)
+    if number is None:
+        raise BadRequest(f"{name} must be a non-negative integer, not '{value[:40]}'", code="value")
+    return number
 
 
 def _sort_key(resource_type: str, key: str, registry: SearchParamRegistry) -> SortKey:

@@ -27,6 +27,7 @@ from gateway.errors import AuditUnavailable, BadRequest, Forbidden, NotFound
 from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
 from gateway.fhir.dates import date_range
 from gateway.fhir.dutch_identifiers import BSN, is_valid_bsn, normalized_system
+from gateway.fhir.search import non_negative
 from gateway.service.resources import ResourceService
 
 T = TypeVar("T")
@@ -182,9 +183,9 @@ class AuditLogService:
         count, before = DEFAULT_PAGE, None
         for name, value in params:
             if name == "_count":
-                count = max(1, min(MAX_PAGE, _integer(name, value)))
+                count = max(1, min(MAX_PAGE, non_negative(name, value)))
             elif name == "_cursor":
-                before = _integer(name, value)
+                before = non_negative(name, value)
             elif name == "_format":
                 continue
             else:
@@ -264,12 +265,6 @@ def _day(value: str, name: str) -> tuple[int, int]:
     if found is None:
         raise BadRequest(f"{name} '{value}' is not a date such as 2026-01-31", code="value")
     return found
-
-
-def _integer(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"{name} '{value}' is not a whole number", code="value")
-    return int(value)
 
 
 def _flag(name: str, value: str) -> bool:

@@ -56,7 +56,7 @@ from gateway.fhir.dates import date_range, instant
 from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.fhir.dutch_identifiers import bsn_of, is_valid_bsn, normalized_system
 from gateway.fhir.indexing import IndexRows, index_resource
-from gateway.fhir.search import SearchQuery, parse_search
+from gateway.fhir.search import SearchQuery, non_negative, parse_search, whole_number
 from gateway.fhir.search_params import registry
 from gateway.fhir.validation import model_class, validate_resource
 from gateway.policy.basis import BasisFinder
@@ -87,7 +87,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024  # larger content is checked, then streamed, never held
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_ETAG = re.compile(r'^(?:W/)?"?([0-9]+)"?$')
+_ETAG = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
 _MANDATORY_ELEMENTS = ("resourceType", "id", "meta")
 _SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -901,10 +901,11 @@ class ResourceService:
     ) -> StoredVersion:
         """The version the actor may read: 404 unknown or not visible, 410 a deletion."""
         check_known_id(res_type, res_id)
-        if not version_id.isdigit():
-            raise NotFound(f"Version '{version_id}' of {res_type}/{res_id} is not known")
+        number = whole_number(version_id)
+        if number is None:
+            raise NotFound(f"Version '{version_id[:20]}' of {res_type}/{res_id} is not known")
         self._allow(ctx, res_type, "r")
-        stored = repository.version(conn, res_type, res_id, int(version_id))
+        stored = repository.version(conn, res_type, res_id, number)
         if stored is None or not self._version_visible(conn, ctx, stored):
             if stored is not None:
                 self._note_refused(conn, stored)
@@ -1391,11 +1392,11 @@ class ResourceService:
         used: list[tuple[str, str]] = []
         for name, value in params:
             if name == "_count":
-                count = min(_non_negative(name, value), self.settings.max_page_size)
+                count = min(non_negative(name, value), self.settings.max_page_size)
             elif name == "_offset":
-                offset = _non_negative(name, value)
+                offset = non_negative(name, value)
             elif name == "_snapshot":
-                snapshot = _non_negative(name, value)
+                snapshot = non_negative(name, value)
             elif name == "_since":
                 found = date_range(value)
                 if found is None:
@@ -1626,9 +1627,3 @@ def _condition_key(organization: str | None, condition: str) -> str:
     # Per organisation: one hospital's conditional create must not find another's resource.
     params = sorted(parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True))
     return hashlib.sha256(orjson.dumps([organization, params])).hexdigest()
-
-
-def _non_negative(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer, not '{value}'", code="value")
-    return int(value)

@@ -24,6 +24,7 @@ from gateway.audit.codes import KINDS, SUCCESS
 from gateway.audit.log import AuditQuery
 from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.fhir.dutch_identifiers import is_valid_bsn
+from gateway.fhir.search import whole_number
 from gateway.organizations import list_organizations
 from gateway.service.audit_log import MAX_PAGE, audit_query
 from gateway.ui.web import AMSTERDAM, Page, iso_date, page
@@ -125,7 +126,7 @@ class AuditFilters:
             outcome if outcome in OUTCOMES else "any",
             iso_date(_value(values, "from")),
             iso_date(_value(values, "to")),
-            cursor if cursor.isdigit() else "",
+            cursor if whole_number(cursor) is not None else "",
         )
 
     def params(self) -> list[tuple[str, str]]:

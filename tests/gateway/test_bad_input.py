@@ -204,3 +204,20 @@ def test_control_characters_in_resource_strings_never_break_the_store(fhir):
     )
     assert response.status_code in (201, 400), response.text
     assert fhir.get("/Patient", params={"family": "ab"}).status_code == 200
+
+
+# Digits str.isdigit takes but int() does not, and numbers no database integer holds.
+ODD_NUMBERS = ["²", "٣", "9" * 20, "0" * 5000]
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+def test_odd_numbers_in_versions_paging_and_etags_are_the_clients_mistake(fhir, number):
+    created = fhir.post("/Patient", json={"resourceType": "Patient"}).json()
+    path = f"/Patient/{created['id']}"
+    outcome(fhir.get(f"{path}/_history/{quote(number)}"), 404)
+    for name in ("_count", "_offset"):
+        outcome(fhir.get("/Patient", params={name: number}), 400)
+        outcome(fhir.get(f"{path}/_history", params={name: number}), 400)
+        outcome(fhir.get("/AuditEvent", params={name: number}), 400)
+    outcome(fhir.put(path, json=created, headers={"If-Match": f'W/"{number}"'.encode()}), 400)
+    assert fhir.get(f"{path}/_history/1").status_code == 200  # the connection and store are fine
