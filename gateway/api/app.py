@@ -144,7 +144,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if error.status_code == 405:
             return error_response(
                 request,
-                MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"),
+                MethodNotAllowed(
+                    f"{request.method} is not supported on {request.url.path}",
+                    headers=dict(error.headers or {}),  # Allow: what is
+                ),
             )
         if error.status_code == 404:
             return error_response(request, NotFound(f"No such endpoint: {request.url.path}"))

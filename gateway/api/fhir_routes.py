@@ -37,7 +37,12 @@ def route(path: str, *methods: str) -> Callable[[Handler], Handler]:
         async def endpoint(request: Request) -> Response:
             return await handler(request, **request.path_params)
 
-        routes.append(Route(path, endpoint, methods=list(methods), name=handler.__name__))
+        registered = Route(path, endpoint, methods=list(methods), name=handler.__name__)
+        # Starlette answers HEAD for every GET; here it would read, verify and audit a whole
+        # document to send none of it, so HEAD stays 405 as it is not a FHIR interaction.
+        if registered.methods:
+            registered.methods.discard("HEAD")
+        routes.append(registered)
         return handler
 
     return register

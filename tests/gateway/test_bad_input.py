@@ -147,8 +147,13 @@ def test_bad_if_match(fhir):
 
 
 def test_methods_and_paths_that_do_not_exist(fhir):
-    outcome(fhir.patch("/Patient/1", json={}), 405)
+    refused = outcome(fhir.patch("/Patient/1", json={}), 405)
+    assert "PATCH" in refused["issue"][0]["diagnostics"]
     outcome(fhir.get("/Patient/1/2/3/4"), 404)
+    for path in ("/Patient/1", "/Binary/1", "/metadata"):
+        head = fhir.head(path)
+        assert head.status_code == 405, path  # not a FHIR interaction: nothing read, audited
+        assert "GET" in head.headers["Allow"] and "HEAD" not in head.headers["Allow"]
 
 
 def test_bundle_posted_to_base_must_be_transaction_or_batch(fhir):
