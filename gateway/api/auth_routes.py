@@ -36,6 +36,7 @@ def public_base(request: Request) -> str:
 
 
 async def smart_configuration(request: Request) -> JSONResponse:
+    """SMART discovery; served at /fhir/.well-known/smart-configuration (fhir_routes)."""
     base = public_base(request)
     return JSONResponse(
         {

@@ -60,6 +60,7 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         # Short reads on SQLite run where they are asked for, on that thread's own connection
         # (see ``lookup``); never from the pool, so they never wait for a worker's connection.
+        # SingletonThreadPool keeps five threads' connections: one event loop per process uses it.
         self._here: Engine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -1,6 +1,7 @@
-"""Fixed statements run on the database driver's own cursor, for the few that every request
-makes: under load SQLAlchemy's per-statement work (cache key, compiled-cache lookup, parameter
-and result processing) costs ~50 us, more than the statement itself (measured with
+"""Fixed statements run on the database driver's own cursor, for those that requests make
+all the time (transaction begins, reads and writes of resources, index rows, audit records,
+document chunks): under load SQLAlchemy's per-statement work (cache key, compiled-cache
+lookup, parameter and result processing) costs ~50 us, more than the statement itself (measured with
 ``bench/bench_auth.py`` and ``bench/bench_audit.py``).
 
 Only constant SQL over our own schema, every value bound as a parameter; it runs on the
@@ -22,6 +23,8 @@ class DriverQuery:
         self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
 
     def first(self, conn: Connection, *parameters: Any) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+
         def fetch(cursor: Any, sql: str) -> Any:
             cursor.execute(sql, parameters)
             return cursor.fetchone()
@@ -30,6 +33,8 @@ class DriverQuery:
         return tuple(row) if row is not None else None
 
     def all(self, conn: Connection, *parameters: Any) -> list[tuple[Any, ...]]:
+        """Every row, for statements known to return few."""
+
         def fetch(cursor: Any, sql: str) -> Any:
             cursor.execute(sql, parameters)
             return cursor.fetchall()
