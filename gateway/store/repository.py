@@ -184,16 +184,7 @@ def insert_resource(
     values = (
         res_type,
         res_id,
-        1,
-        last_updated_us,
-        False,
-        content,
-        owner_org,
-        patient_ref,
-        sealed,
-        consent.patient_key,
-        consent.data_category,
-        consent.data_date_us,
+        *_resource_row(1, last_updated_us, content, owner_org, patient_ref, sealed, consent),
     )
     if not client_id:
         rid = _one(_INSERT_RESOURCE.first(conn, *values))
@@ -236,20 +227,10 @@ def write_version(
 ) -> int:
     """Write the next version of an existing logical resource (an update or a deletion)."""
     new_version = previous.version + 1
-    _UPDATE_RESOURCE.run(
-        conn,
-        new_version,
-        last_updated_us,
-        content is None,
-        content,
-        owner_org,
-        patient_ref,
-        sealed,
-        consent.patient_key,
-        consent.data_category,
-        consent.data_date_us,
-        previous.rid,
+    row = _resource_row(
+        new_version, last_updated_us, content, owner_org, patient_ref, sealed, consent
     )
+    _UPDATE_RESOURCE.run(conn, *row, previous.rid)
     if content is None:  # a deletion is about the patient the resource was about
         patient_ref = previous.patient_ref
         consent = ConsentColumns(previous.patient_key, previous.data_category, None)
@@ -288,22 +269,20 @@ def _append_version(
     patient_ref: str | None,
     consent: ConsentColumns,
 ) -> None:
-    _INSERT_VERSION.run(
-        conn,
-        rid,
-        res_type,
-        res_id,
-        version_id,
-        last_updated_us,
-        method,
-        content,
-        owner_org,
-        sealed,
-        consent.patient_key,
-        patient_ref,
-        consent.data_category,
-        consent.data_date_us,
-    )
+    values = {
+        "rid": rid,
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": version_id,
+        "last_updated_us": last_updated_us,
+        "method": method,
+        "content": content,
+        "owner_org": owner_org,
+        "sealed": sealed,
+        "patient_ref": patient_ref,
+        **vars(consent),
+    }
+    _INSERT_VERSION.run(conn, *(values[c] for c in _VERSION_COLUMNS))
     note_write(
         conn,
         Touch(
@@ -348,24 +327,46 @@ _INSERT_RESOURCE = insert_into("resources", ("res_type", "res_id", *_RESOURCE_CO
 _UPDATE_RESOURCE = DriverQuery(  # our own column names, every value bound
     f"UPDATE resources SET {', '.join(f'{c} = ?' for c in _RESOURCE_COLUMNS)} WHERE rid = ?"  # noqa: S608
 )
-_INSERT_VERSION = insert_into(
-    "resource_versions",
-    (
-        "rid",
-        "res_type",
-        "res_id",
-        "version",
-        "last_updated_us",
-        "method",
-        "content",
-        "owner_org",
-        "sealed",
-        "patient_key",
-        "patient_ref",
-        "data_category",
-        "data_date_us",
-    ),
+_VERSION_COLUMNS = (
+    "rid",
+    "res_type",
+    "res_id",
+    "version",
+    "last_updated_us",
+    "method",
+    "content",
+    "owner_org",
+    "sealed",
+    "patient_key",
+    "patient_ref",
+    "data_category",
+    "data_date_us",
 )
+_INSERT_VERSION = insert_into("resource_versions", _VERSION_COLUMNS)
+
+
+def _resource_row(
+    version: int,
+    last_updated_us: int,
+    content: bytes | None,
+    owner_org: str | None,
+    patient_ref: str | None,
+    sealed: bool,
+    consent: ConsentColumns,
+) -> tuple[Any, ...]:
+    """The values of ``_RESOURCE_COLUMNS``, placed by name: by position, the owner, patient
+    reference, BSN and category (all strings) could change places without an error."""
+    values = {
+        "version": version,
+        "last_updated_us": last_updated_us,
+        "deleted": content is None,
+        "content": content,
+        "owner_org": owner_org,
+        "patient_ref": patient_ref,
+        "sealed": sealed,
+        **vars(consent),
+    }
+    return tuple(values[c] for c in _RESOURCE_COLUMNS)
 
 
 def _index_insert(table: Table) -> tuple[tuple[str, ...], DriverQuery]:
