@@ -182,7 +182,8 @@ class AuditScope:
         return self._fact(
             now,
             kind="consent-decision",
-            outcome=codes.SUCCESS if decision.permit else codes.SERIOUS_FAILURE,
+            # A refusal is the request's failure, as its 403/404 is (not a failure of ours).
+            outcome=codes.SUCCESS if decision.permit else codes.MINOR_FAILURE,
             outcome_desc=None if decision.permit else decision.basis.explanation,
             patient_key=decision.patient_key,
             patient_ref=decision.patient_ref,

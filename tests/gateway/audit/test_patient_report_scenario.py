@@ -115,11 +115,11 @@ def test_the_patient_report_matches_the_scenario_exactly(scenario):
         # A hospital without agreement or consent is refused: the attempt (on the id it asked
         # for, no version was served) and the decision, both shown to the holder.
         (*("read", "R", "4", STRANGER, "clinician", asked, HOLDER), "", False),
-        ("consent-decision", "E", "8", STRANGER, "clinician", "", HOLDER, "denied", False),
+        ("consent-decision", "E", "4", STRANGER, "clinician", "", HOLDER, "denied", False),
         # Its search by the patient's BSN finds nothing, and the decision that kept the holder's
         # result out is in the report too.
         ("search-type", "E", "0", STRANGER, "clinician", "", "", "", False),
-        ("consent-decision", "E", "8", STRANGER, "clinician", "", HOLDER, "denied", False),
+        ("consent-decision", "E", "4", STRANGER, "clinician", "", HOLDER, "denied", False),
         # It breaks the glass: the emergency, then the read it opens, marked as such.
         ("emergency", "E", "0", STRANGER, "clinician", "", "", "", True),
         (*("read", "R", "0", STRANGER, "clinician", observation, HOLDER), "emergency", True),
