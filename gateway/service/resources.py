@@ -346,10 +346,7 @@ class ResourceService:
             return await self.db.write(run)
 
     async def in_read(
-        self,
-        ctx: RequestContext,
-        work: Callable[[Connection], T],
-        interaction: Interaction,
+        self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
     ) -> T:
         """Run ``work`` in a read transaction, as an actor that is still allowed in; the result
         is returned only once its audit records are committed."""

@@ -94,7 +94,7 @@ class Database:
         """
         if self._here is None:
             return await self.read(work)
-        conn = self._kept_connection()
+        conn = self._kept_connection(self._here)
         with conn.begin():
             return work(conn)
 
@@ -103,13 +103,12 @@ class Database:
         """Whether ``lookup`` runs on the calling thread (SQLite) rather than a worker."""
         return self._here is not None
 
-    def _kept_connection(self) -> Connection:
-        """This thread's connection for ``lookup``, kept open: opening and closing one per
+    def _kept_connection(self, engine: Engine) -> Connection:
+        """This thread's connection of ``engine``, kept open: opening and closing one per
         lookup cost a tenth of a read's CPU (SQLAlchemy builds a Connection and its events)."""
-        assert self._here is not None
         conn: Connection | None = getattr(self._kept, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._kept.conn = self._here.connect()
+            conn = self._kept.conn = engine.connect()
         return conn
 
     def write_now(self, work: Callable[[Connection], T]) -> T:

@@ -306,7 +306,9 @@ def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
 
 
 def _one(row: tuple[Any, ...] | None) -> int:
-    assert row is not None
+    """The row key an INSERT ... RETURNING gave back."""
+    if row is None:  # not an assert: it must hold also under python -O
+        raise RuntimeError("the insert returned no row key")
     return int(row[0])
 
 
