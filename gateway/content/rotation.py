@@ -5,7 +5,9 @@
 2. Every data key still wrapped by an old key is re-wrapped with the new one, in batches.
 3. After a grace period (for a gateway that was mid-write), a second pass; then the old keys
    are removed from the file and a last pass catches any straggler with the old keys still in
-   this process's memory. Content itself is never re-encrypted: only the data keys are.
+   this process's memory. Should that pass fail, the old keys go back into the file: a
+   straggler it did not reach would otherwise be unreadable for good. Content itself is never
+   re-encrypted: only the data keys are.
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ async def rotate_master_key(
         rewrapped += await rewrap_all()
         write_key_file(ring.path, key_id, {key_id: fresh})
         ring.refresh()
-        rewrapped += await rewrap_all()
+        try:
+            rewrapped += await rewrap_all()
+        except BaseException:
+            write_key_file(ring.path, key_id, {**retired, key_id: fresh})
+            ring.refresh()
+            raise
     # Outside the block: a failure of this last step is recorded by the write itself.
     await change.write(service, lambda conn: vault.forget_keys(conn, retired))
     return Rotation(key_id, rewrapped, tuple(sorted(retired)))
