@@ -52,6 +52,7 @@ from consent._errors import (
     InvalidEmergency,
     InvalidRequest,
 )
+from consent._explanation import category_title
 from consent._grants import ConsentGrant, consent_grants
 from consent._provisions import OrganisationSet, PatientConsent, Provision
 from consent._r4_consent import MappingResolver, ReferenceResolver, parse_consent
@@ -97,6 +98,7 @@ __all__ = [
     "agreement_grants",
     "agreement_to_contract",
     "categories_of",
+    "category_title",
     "consent_grants",
     "consent_permits",
     "decide",

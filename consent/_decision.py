@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from consent._agreements import Agreement, agreement_covers, agreement_gap
-from consent._categories import DATA_CATEGORIES
 from consent._consent_check import OPT_IN, NetworkPolicy, consent_permits
 from consent._emergency import Emergency
+from consent._explanation import Language, explain
 from consent._provisions import PatientConsent
 from consent._request import AccessRequest
 
@@ -75,9 +75,9 @@ class AccessDecision:
     obligations: frozenset[str]
     request: AccessRequest
 
-    def explain(self) -> str:
-        """One sentence in English for a DPO: what was decided, and on which basis."""
-        return _explain(self)
+    def explain(self, language: Language = "en") -> str:
+        """One sentence for a DPO, in English or Dutch: what was decided, and on which basis."""
+        return explain(self, language)
 
 
 def decide(request: AccessRequest, facts: PolicyFacts) -> AccessDecision:
@@ -121,49 +121,3 @@ def decide(request: AccessRequest, facts: PolicyFacts) -> AccessDecision:
 
 
 _OWN: Final = DecisionBasis("own-organisation", "own-organisation")
-
-
-def _explain(d: AccessDecision) -> str:
-    r, b = d.request, d.basis
-    data = f"{DATA_CATEGORIES[r.leaf].title} of the patient held by {r.holder_org}"
-    doing = (
-        f"organisation {r.actor_org} to receive {data}"
-        if r.action == "push"
-        else f"{r.actor_id} of organisation {r.actor_org} to read {data}"
-    )
-    what = f"{doing} for purpose {r.purpose}"
-    consents = ", ".join(b.consent_ids)
-    if b.kind == "own-organisation":
-        return f"Permitted for {what}: the data are the organisation's own."
-    if b.kind == "emergency":
-        return (
-            f"Permitted as emergency access (break-the-glass) for {what}, reason: "
-            f"'{b.emergency_reason}'; audited as an emergency and reported to the DPO "
-            f"(without it: {_deny_reason(b.overridden or '', b, r.actor_org, r.holder_org)})."
-        )
-    if d.permit:
-        if b.rule == "no-objection":
-            why = "the patient has not objected"
-        elif b.rule == "opt-out-default":
-            why = "the patient has not objected and the network policy is opt-out"
-        else:
-            why = f"the patient's consent {consents} permits it"
-        return f"Permitted for {what}: agreement {b.agreement_id} covers it and {why}."
-    return f"Denied for {what}: {_deny_reason(b.rule, b, r.actor_org, r.holder_org)}."
-
-
-def _deny_reason(rule: str, b: DecisionBasis, actor: str, holder: str) -> str:
-    consents = ", ".join(b.consent_ids)
-    if rule.startswith("consent-deny:"):
-        return f"the patient's consent {rule.split(':', 1)[1]} forbids it ({b.provision})"
-    return {
-        "no-agreement": f"{actor} and {holder} have no agreement",
-        "agreement-not-covering": (
-            f"no agreement between {actor} and {holder} covers this purpose and data category"
-        ),
-        "agreement-expired": f"agreement {b.agreement_id} has ended or expired",
-        "agreement-not-yet-valid": f"agreement {b.agreement_id} is not yet in force",
-        "consent-expired": f"the patient's consent {consents} that permitted it has expired",
-        "no-consent": "the patient has recorded no consent and the network policy is opt-in",
-        "default-deny": "none of the patient's consents permits it",
-    }.get(rule, rule)

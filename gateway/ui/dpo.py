@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from consent import Agreement
+from consent import Agreement, category_title
 from gateway.agreements import EXPIRY_WARNING_DAYS, list_agreements
 from gateway.audit.codes import KINDS, SUCCESS
 from gateway.audit.log import AuditQuery
@@ -378,6 +378,7 @@ async def consents(current: Annotated[Page, Depends(page)]) -> Response:
             (consent_view(c) for c in held), key=lambda c: c.recorded or "", reverse=True
         ),
         access=access,
+        category_title=category_title,
         names=await _names(current),
         message=None if patients else current.t("no_own_patient"),
     )

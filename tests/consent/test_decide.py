@@ -20,12 +20,14 @@ from consent_builders import (
 )
 
 from consent import (
+    DATA_CATEGORIES,
     OBLIGATION_AUDIT_AS_EMERGENCY,
     OBLIGATION_NOTIFY_DPO,
     AccessDecision,
     Emergency,
     NetworkPolicy,
     PolicyFacts,
+    category_title,
     decide,
 )
 
@@ -550,3 +552,26 @@ def test_every_deny_rule_has_a_readable_explanation(decision_facts, rule):
     text = d.explain()
     assert text.startswith("Denied for ") and text.endswith(".")
     assert rule not in text or rule.startswith("consent-deny")
+    dutch = d.explain("nl")
+    assert dutch.startswith("Geweigerd voor ") and dutch.endswith(".")
+    assert rule not in dutch or rule.startswith("consent-deny")
+
+
+def test_explanations_in_dutch_for_the_dpo_screens():
+    permitted = decide(request(), facts(consent("c1", PERMIT_B)))
+    assert permitted.explain("nl") == (
+        "Toegestaan voor practitioner-1 van organisatie 00000002 om problemen van de patiënt, in "
+        "beheer bij 00000001 in te zien, met doel TREAT: overeenkomst a1 dekt dit en toestemming "
+        "c1 van de patiënt staat het toe."
+    )
+    emergency_text = decide(request(purpose="ETREAT"), facts(emergencies=[emergency()])).explain(
+        "nl"
+    )
+    assert "noodtoegang (break-the-glass)" in emergency_text
+    assert "geen toestemming vastgelegd" in emergency_text
+
+
+def test_every_data_category_has_a_dutch_name():
+    for code, category in DATA_CATEGORIES.items():
+        assert category_title(code, "en") == category.title
+        assert category_title(code, "nl") not in ("", category.title)

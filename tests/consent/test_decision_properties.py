@@ -154,8 +154,8 @@ def test_every_permit_names_its_basis_and_every_deny_its_rule(consents, r, polic
         assert set(d.basis.consent_ids) <= active
     if not d.permit:
         assert d.basis.kind == "denied" and d.basis.rule
-    sentence = d.explain()
-    assert sentence.endswith(".") and "\n" not in sentence
+    for sentence in (d.explain(), d.explain("nl")):
+        assert sentence.endswith(".") and "\n" not in sentence
 
 
 def _as(r: AccessRequest, **changes) -> AccessRequest:

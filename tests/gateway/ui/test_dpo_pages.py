@@ -52,6 +52,7 @@ class Browser:
         self.http = httpx.Client(base_url=server.url, timeout=60, follow_redirects=False)
         self.session = self._log_in(username)
         self.csrf = ""
+        self.language = "nl"
 
     def _log_in(self, username: str) -> str:
         start = self.http.get("/ui/login")
@@ -86,7 +87,7 @@ class Browser:
         return self.http.post(path, data=fields, headers=self._headers())
 
     def _headers(self) -> dict[str, str]:
-        return {"Cookie": f"__Host-zb_session={self.session}"}
+        return {"Cookie": f"__Host-zb_session={self.session}; zb_lang={self.language}"}
 
 
 def _cookie(response: httpx.Response, name: str) -> str:
@@ -337,3 +338,21 @@ def test_the_consents_page_shows_the_consent_and_who_may_see_what(world):
     unrelated = [r for r in access if UNRELATED in r]
     assert partner and all(">ja<" in r for r in partner)
     assert unrelated and all(">nee<" in r and "no-agreement" in r for r in unrelated)
+    # The explanations and categories are in the page's language.
+    assert all("Toegestaan voor" in r and "van de patiënt staat het toe" in r for r in partner)
+    assert all(f"{UNRELATED} en {HOLDER} hebben geen overeenkomst" in r for r in unrelated)
+    assert any("<td>persoonsgegevens</td>" in r for r in access)
+    assert "Permitted" not in answer.text and "Denied" not in answer.text
+
+
+def test_the_consents_page_explains_in_english_when_asked(world):
+    dpo = world["dpo"]
+    dpo.language = "en"
+    try:
+        answer = dpo.post("/ui/dpo/consents", {"bsn": world["bsn"]})
+    finally:
+        dpo.language = "nl"
+    access = rows(answer.text, "access")
+    assert all("Permitted for" in r for r in access if PARTNER in r)
+    assert all(f"{UNRELATED} and {HOLDER} have no agreement" in r for r in access if UNRELATED in r)
+    assert any("<td>demographics</td>" in r for r in access)
