@@ -789,7 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     orgs_add.add_argument(
         "--type", help="organisation type code(s), e.g. Z3 (hospital); comma-separated"
     )
-    orgs_add.set_defaults(run=cmd_orgs_add, admin="admin-organization")
+    orgs_add.set_defaults(run=cmd_orgs_add, admin=("admin-organization", "C"))
     orgs_list = orgs_commands.add_parser("list", parents=[common, as_json], help="list them")
     orgs_list.set_defaults(run=cmd_orgs_list)
 
@@ -812,12 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cert",
         help="PEM client certificate: bind the client to it (it must present it over mutual TLS)",
     )
-    clients_add.set_defaults(run=cmd_clients_add, admin="admin-account")
+    clients_add.set_defaults(run=cmd_clients_add, admin=("admin-account", "C"))
     clients_list = clients_commands.add_parser("list", parents=[common, as_json])
     clients_list.set_defaults(run=cmd_clients_list)
     clients_disable = clients_commands.add_parser("disable", parents=[common])
     clients_disable.add_argument("client_id")
-    clients_disable.set_defaults(run=cmd_clients_disable, admin="admin-account")
+    clients_disable.set_defaults(run=cmd_clients_disable, admin=("admin-account", "U"))
 
     people = commands.add_parser("users", help="people who log in")
     people_commands = people.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
@@ -830,12 +830,12 @@ def build_parser() -> argparse.ArgumentParser:
     users_add.add_argument(
         "--password-file", help="file holding the password (else one is generated and shown once)"
     )
-    users_add.set_defaults(run=cmd_users_add, admin="admin-account")
+    users_add.set_defaults(run=cmd_users_add, admin=("admin-account", "C"))
     users_disable = people_commands.add_parser(
         "disable", parents=[common], help="end a person's access (logins, tokens, UI sessions)"
     )
     users_disable.add_argument("username")
-    users_disable.set_defaults(run=cmd_users_disable, admin="admin-account")
+    users_disable.set_defaults(run=cmd_users_disable, admin=("admin-account", "U"))
 
     applications = commands.add_parser("apps", help="SMART apps people log in to")
     apps_commands = applications.add_subparsers(
@@ -851,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="an exact redirect URI (repeat for more)",
     )
-    apps_add.set_defaults(run=cmd_apps_add, admin="admin-account")
+    apps_add.set_defaults(run=cmd_apps_add, admin=("admin-account", "C"))
 
     agreements = commands.add_parser(
         "agreements", help="processor and data-sharing agreements between organisations"
@@ -875,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     agreements_add.add_argument("--from", dest="valid_from", help="first day (default today)")
     agreements_add.add_argument("--to", dest="valid_to", help="last day (default open-ended)")
     agreements_add.add_argument("--document", help="the signed agreement (PDF)")
-    agreements_add.set_defaults(run=cmd_agreements_add, admin="admin-organization")
+    agreements_add.set_defaults(run=cmd_agreements_add, admin=("admin-organization", "C"))
     agreements_list = agreements_commands.add_parser(
         "list", parents=[common, as_json], help="list them; EXPIRING marks the last 60 days"
     )
@@ -883,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     agreements_end = agreements_commands.add_parser("end", parents=[common], help="end one")
     agreements_end.add_argument("agreement_id")
     agreements_end.add_argument("--on", help="its last day (default today)")
-    agreements_end.set_defaults(run=cmd_agreements_end, admin="admin-organization")
+    agreements_end.set_defaults(run=cmd_agreements_end, admin=("admin-organization", "U"))
 
     intake = commands.add_parser(
         "import", parents=[common], help="convert EHR export files and store them"
@@ -931,7 +931,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", parents=[common], help="queue a failed delivery again"
     )
     deliveries_retry.add_argument("delivery_id")
-    deliveries_retry.set_defaults(run=cmd_deliveries_retry, admin="admin-organization")
+    deliveries_retry.set_defaults(run=cmd_deliveries_retry, admin=("admin-organization", "U"))
 
     master_keys = commands.add_parser("keys", help="the master key that protects document content")
     keys_commands = master_keys.add_subparsers(
@@ -946,7 +946,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds running gateways get to notice the new key (default 5)",
     )
-    rotate.set_defaults(run=cmd_keys_rotate, admin="admin-security")
+    rotate.set_defaults(run=cmd_keys_rotate, admin=("admin-security", "U"))
 
     audit = commands.add_parser("audit", help="the audit trail (NEN 7513)")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -1010,7 +1010,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "admin", None):
             from gateway.service.console import ConsoleChange
 
-            args.change = ConsoleChange.of(args.admin, words)
+            kind, action = args.admin
+            args.change = ConsoleChange.of(kind, words, action)
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130

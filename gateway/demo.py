@@ -241,8 +241,8 @@ async def seed_demo(settings: Settings) -> tuple[int, int]:
         await service.start()
         known = {(c.org_ura, c.name): c for c in await db.read(list_clients) if not c.disabled}
         # Seeding is recorded in the audit log like the console commands it stands for.
-        directory_change = ConsoleChange.of("admin-organization", ("demo", "seed"))
-        accounts = ConsoleChange.of("admin-account", ("demo", "seed"))
+        directory_change = ConsoleChange.of("admin-organization", ("demo", "seed"), "C")
+        accounts = ConsoleChange.of("admin-account", ("demo", "seed"), "C")
         for ura, name in HOSPITALS:
             _, new = await register_organization(
                 service, ura=ura, name=name, types=("Z3",), change=directory_change

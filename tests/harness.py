@@ -25,7 +25,7 @@ from gateway.settings import Settings
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 
 # The organisations and agreements tests set up are recorded as console changes.
-TEST_CHANGE = ConsoleChange.of("admin-organization", ("test", "setup"))
+TEST_CHANGE = ConsoleChange.of("admin-organization", ("test", "setup"), "C")
 
 # The checkout sits next to shared/ (locally and in CI).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

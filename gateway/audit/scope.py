@@ -61,6 +61,7 @@ class Interaction:
     target: str | None = None  # "Type" or "Type/id" of the request
     query: str | None = None
     details: tuple[tuple[str, str], ...] = ()
+    action: str | None = None  # when the kind's own does not fit (an account created: C)
 
 
 # A function that says on which basis the agent saw a resource of another organisation.
@@ -169,7 +170,7 @@ class AuditScope:
         return self._fact(
             now,
             kind=kind,
-            action=first.action if kind in ("create", "update", "delete") else None,
+            action=first.action if kind in _WRITE_KINDS.values() else self.interaction.action,
             patient_key=first.patient_key,
             patient_ref=first.patient_ref,
             custodian=first.owner,
@@ -182,6 +183,7 @@ class AuditScope:
         return self._fact(
             now,
             kind="consent-decision",
+            action=None,
             # A refusal is the request's failure, as its 403/404 is (not a failure of ours).
             outcome=codes.SUCCESS if decision.permit else codes.MINOR_FAILURE,
             outcome_desc=None if decision.permit else decision.basis.explanation,
@@ -202,6 +204,7 @@ class AuditScope:
             "purpose": "ETREAT" if basis is not None and basis.emergency else self.purpose,
             "query": self.interaction.query,
             "details": self.interaction.details,
+            "action": self.interaction.action,
             "recorded_us": now,
         }
         values.update(facts)

@@ -30,10 +30,11 @@ class ConsoleChange:
     kind: str  # admin-organization, admin-account or admin-security (audit.codes.ADMIN_KINDS)
     command: str
     operator: str  # the operating-system user at the console
+    action: str  # the AuditEvent.action: C for what the change adds, U for what it alters
 
     @classmethod
-    def of(cls, kind: str, words: Sequence[str]) -> ConsoleChange:
-        return cls(kind, " ".join(words)[:1000], _operator())
+    def of(cls, kind: str, words: Sequence[str], action: str) -> ConsoleChange:
+        return cls(kind, " ".join(words)[:1000], _operator(), action)
 
     def context(self, actor: Actor = LOCAL_OPERATOR) -> RequestContext:
         # Running the network is healthcare operations (v3-ActReason HOPERAT), not treatment.
@@ -45,7 +46,7 @@ class ConsoleChange:
 
     @property
     def interaction(self) -> Interaction:
-        return Interaction(self.kind, details=(("command", self.command),))
+        return Interaction(self.kind, details=(("command", self.command),), action=self.action)
 
     async def write(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import LOGIN_REDIRECT, PERSON_PASSWORD, add_person, break_the_glass
+from harness import LOGIN_REDIRECT, PERSON_PASSWORD, add_person, break_the_glass, new_key_pair
 
 from gateway.exchange.compose import provide_document_bundle
 
@@ -459,6 +459,26 @@ def test_the_patient_access_report_in_csv_json_and_fhir(server, world):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "BSN" in bad.stderr
 
 
+def test_console_changes_record_whether_they_add_or_alter(server, world, tmp_path):
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(new_key_pair()[1]))
+    added = server.cli(
+        "clients", "add", "--org", SENDER, "--name", "EPD-koppeling", "--jwks", str(jwks),
+        "--scopes", "system/*.read", "--json",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    client_id = json.loads(added.stdout)["client_id"]
+    assert server.cli("clients", "disable", client_id).returncode == 0
+    report = json.loads(operator_report(server, "--format", "fhir"))
+    accounts = [
+        (e["resource"]["action"], json.dumps(e["resource"]))
+        for e in report["entry"]
+        if e["resource"]["subtype"][0]["code"] == "110137"
+    ]
+    assert [action for action, _ in accounts[-2:]] == ["C", "U"]
+    assert "clients add" in accounts[-2][1] and "clients disable" in accounts[-1][1]
+
+
 def test_administrative_changes_at_the_console_are_recorded(server, world):
     run = server.cli("orgs", "add", "--ura", "90000799", "--name", "Nieuw Ziekenhuis")
     assert run.returncode == 0, run.stderr
@@ -470,6 +490,7 @@ def test_administrative_changes_at_the_console_are_recorded(server, world):
         e["resource"] for e in report["entry"] if e["resource"]["subtype"][0]["code"] == "110128"
     ]
     assert "orgs add --ura 90000799" in json.dumps(recorded[-1])
+    assert recorded[-1]["action"] == "C"
     # The Organization it made is named in the record, written in the same transaction.
     assert any(d.startswith("Organization/") for d in admin[-1]["data"].split()), admin[-1]
     # A change the operator got wrong changes nothing and is recorded as refused.
@@ -478,6 +499,7 @@ def test_administrative_changes_at_the_console_are_recorded(server, world):
     lines = json.loads(operator_report(server, "--format", "json"))["events"]
     refused = [e for e in lines if e["event"] == "admin-organization" and e["outcome"] != "0"]
     assert refused and "no agreement" in refused[-1]["reason"], refused
+    assert refused[-1]["action"] == "U"
 
 
 def test_verify_reports_an_intact_log(server, world):

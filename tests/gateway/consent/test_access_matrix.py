@@ -482,7 +482,7 @@ def _end_agreement(server: Any, agreement_id: str, on: date) -> None:
             service = ResourceService(db, server.settings)
             await service.start()
             await end_agreement(
-                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",))
+                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",), "U")
             )
         finally:
             await db.dispose()

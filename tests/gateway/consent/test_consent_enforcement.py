@@ -266,7 +266,7 @@ def _end_agreement(server, agreement_id, on):
             service = ResourceService(db, server.settings)
             await service.start()
             await end_agreement(
-                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",))
+                service, agreement_id, on, ConsoleChange.of("admin-organization", ("test",), "U")
             )
         finally:
             await db.dispose()

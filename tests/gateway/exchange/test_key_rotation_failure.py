@@ -120,7 +120,7 @@ def test_a_failed_last_pass_puts_the_old_keys_back(server, network):
         try:
             service = ResourceService(db, server.settings)
             await service.start()
-            change = ConsoleChange.of("admin-security", ["keys", "rotate"])
+            change = ConsoleChange.of("admin-security", ["keys", "rotate"], "U")
             await rotate_master_key(service, change, grace_s=0)
         finally:
             await db.dispose()

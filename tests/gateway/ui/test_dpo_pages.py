@@ -129,7 +129,7 @@ def agreement_until(server: LiveServer, parties: tuple[str, ...], until: date) -
                 valid_from=date(2024, 1, 1),
                 valid_to=until,
                 document=None,
-                change=ConsoleChange.of("admin-organization", ("test",)),
+                change=ConsoleChange.of("admin-organization", ("test",), "C"),
             )
             return str(found.id)
         finally:
