@@ -207,7 +207,7 @@ def register_sender(data_dir: Path, database_url: str) -> None:
             service,
             ura=ORG,
             name="Bench Ziekenhuis",
-            change=ConsoleChange.of("admin-organization", ("bench",)),
+            change=ConsoleChange.of("admin-organization", ("bench",), "C"),
         ),
     )
 
