@@ -45,6 +45,7 @@ from consent import (
 from gateway.context import NETWORK
 from gateway.fhir.dutch_identifiers import BSN, URA, normalized_system
 from gateway.store import locks
+from gateway.store.driver_sql import rows_of
 from gateway.store.schema import (
     agreement_grants as agreement_rows,
 )
@@ -257,7 +258,7 @@ class PolicyInformation:
         versions: list[tuple[int, int]] = []
         consents: list[tuple[str, bytes]] = []
         statement = _call_facts_statement(bool(rids), bool(patient_keys))
-        for kind, rid, version, patient_key, content in conn.execute(statement, values):
+        for kind, rid, version, patient_key, content in rows_of(conn, statement, values):
             if kind == "addressed":
                 addressed.add(rid)
             elif kind == "network":

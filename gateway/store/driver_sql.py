@@ -10,7 +10,8 @@ caller's connection, so inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -48,15 +49,19 @@ class DriverQuery:
         self._execute(conn, lambda cursor, sql: cursor.executemany(sql, rows))
 
     def _execute(self, conn: Connection, call: Callable[[Any, str], Any]) -> Any:
-        dbapi = conn.dialect.loaded_dbapi
         sql = self._sql["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            return call(cursor, sql)
-        except dbapi.Error as error:  # as SQLAlchemy would raise it, for callers that catch it
-            raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
-        finally:
-            cursor.close()
+        return _on_cursor(conn, sql, call)
+
+
+def _on_cursor(conn: Connection, sql: str, call: Callable[[Any, str], Any]) -> Any:
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return call(cursor, sql)
+    except dbapi.Error as error:  # as SQLAlchemy would raise it, for callers that catch it
+        raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
+    finally:
+        cursor.close()
 
 
 def insert_into(table: str, columns: Sequence[str], returning: str = "") -> DriverQuery:
@@ -64,3 +69,55 @@ def insert_into(table: str, columns: Sequence[str], returning: str = "") -> Driv
     value bound, in the order of ``columns``."""
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
     return DriverQuery(sql + (f" RETURNING {returning}" if returning else ""))
+
+
+def rows_of(conn: Connection, statement: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Every row of a SQLAlchemy Core SELECT (one built once, e.g. under ``functools.cache``),
+    run on the driver's cursor: compiled once per dialect and per length of each expanding
+    (IN) parameter, not on every execution. ``values`` must be of the driver's own types (no
+    bind or result processing: a Boolean column comes back as SQLite's 0 or 1)."""
+    lengths = tuple(len(v) if isinstance(v, list | tuple) else -1 for v in values.values())
+    shape = _shape(statement, conn.dialect, tuple(values), lengths)
+    parameters = shape.parameters(values)
+
+    def fetch(cursor: Any, sql: str) -> Any:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()
+
+    return [tuple(row) for row in _on_cursor(conn, shape.sql, fetch)]
+
+
+class _Shape:
+    """One statement compiled for one dialect and the lengths of its lists of values."""
+
+    def __init__(self, statement: Any, dialect: Any, values: Mapping[str, Any]) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.defaults = compiled.construct_params(_check=False)  # its literals
+        # Values computed for each execution (the clock of a visibility check), never kept.
+        self.computed: Mapping[str, Callable[[], Any]] = {
+            name: bind.callable for bind, name in compiled.bind_names.items() if bind.callable
+        }
+        state = compiled.construct_expanded_state({**self.defaults, **values})
+        self.sql: str = state.statement
+        self.expansion: Mapping[str, Sequence[str]] = state.parameter_expansion
+        self.order: Sequence[str] | None = state.positiontup if compiled.positional else None
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        flat: dict[str, Any] = {}
+        now = {name: compute() for name, compute in self.computed.items()}
+        for name, value in {**self.defaults, **now, **values}.items():
+            expanded = self.expansion.get(name)
+            if expanded is None:
+                flat[name] = value
+            else:
+                flat.update(zip(expanded, value, strict=True))
+        return flat if self.order is None else tuple(flat[name] for name in self.order)
+
+
+@functools.lru_cache(maxsize=512)
+def _shape(
+    statement: Any, dialect: Any, names: tuple[str, ...], lengths: tuple[int, ...]
+) -> _Shape:
+    # Sample values give each list its length: the compiled SQL holds no value of a call.
+    sample = {name: [0] * n if n >= 0 else None for name, n in zip(names, lengths, strict=True)}
+    return _Shape(statement, dialect, sample)

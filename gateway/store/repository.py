@@ -13,7 +13,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.driver_sql import DriverQuery, insert_into
+from gateway.store.driver_sql import DriverQuery, insert_into, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
     conditional_claims,
@@ -570,7 +570,7 @@ def patient_key_of(conn: Connection, rid: int) -> str | None:
 def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) -> bool:
     """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid)."""
     statement, values = check
-    return conn.execute(statement, {**values, "rid": rid}).first() is not None
+    return bool(rows_of(conn, statement, {**values, "rid": rid}))
 
 
 def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, Touch]:
