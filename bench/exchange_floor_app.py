@@ -38,7 +38,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fhir.resources.R4B import get_fhir_model_class
-from floor_app import THREADS, is_async, make_async_engine, make_sync_engine
+from floor_app import NO_TELEMETRY, THREADS, is_async, make_async_engine, make_sync_engine
 from pydantic import ValidationError
 from sqlalchemy import (
     Column,
@@ -140,7 +140,9 @@ def create_app() -> FastAPI:
         yield
         await store.stop()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

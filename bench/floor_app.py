@@ -48,6 +48,14 @@ from sqlalchemy import (
 FHIR_JSON = "application/fhir+json"
 ASYNC_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 THREADS = 8  # worker threads and pooled connections of the sync variant (the gateway's default)
+# As the gateway: FastAPI's own OpenTelemetry instrumentation off (a lookup per request).
+NO_TELEMETRY: Any = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 metadata = MetaData()
 floor_resources = Table(
@@ -159,7 +167,9 @@ def create_app() -> FastAPI:
         yield
         await store.stop()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

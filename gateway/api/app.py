@@ -106,7 +106,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.dispose()
 
     app = FastAPI(
-        title="Zorgbrug", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="Zorgbrug",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # FastAPI would trace every request (URLs, with BSNs in their queries) and export
+        # exception messages to any OpenTelemetry set up in the process; the audit trail is
+        # the record of requests. Off, this also spares a provider lookup per request.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.settings = settings
     app.state.capability = _capability_cache()
