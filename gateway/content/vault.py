@@ -400,7 +400,7 @@ _BLOB = DriverQuery(f"SELECT {', '.join(_BlobRow._fields)} FROM blobs WHERE blob
 _CHUNKS_SQL = (
     "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
 )
-_FEW_CHUNKS = DriverQuery(_CHUNKS_SQL)
+_FEW_CHUNKS = DriverQuery(_CHUNKS_SQL, binary=True)
 # More chunks than this come a few at a time through SQLAlchemy's streaming.
 _CHUNKS_PER_FETCH = 2
 _CHUNKS_STREAMED = (

@@ -19,15 +19,18 @@ from sqlalchemy.exc import DBAPIError
 
 
 class DriverQuery:
-    def __init__(self, sql: str) -> None:
-        """``sql`` with ``?`` for each parameter (rewritten to ``%s`` for psycopg)."""
+    def __init__(self, sql: str, *, binary: bool = False) -> None:
+        """``sql`` with ``?`` for each parameter (rewritten to ``%s`` for psycopg). ``binary``:
+        psycopg receives the rows in PostgreSQL's binary format, for bytea columns of
+        document content that would otherwise come as hex text, twice their size, to decode."""
         self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
+        self._options = {"binary": True} if binary else {}
 
     def first(self, conn: Connection, *parameters: Any) -> tuple[Any, ...] | None:
         """The first row, or None."""
 
         def fetch(cursor: Any, sql: str) -> Any:
-            cursor.execute(sql, parameters)
+            cursor.execute(sql, parameters, **self._driver_options(conn))
             return cursor.fetchone()
 
         row = self._execute(conn, fetch)
@@ -37,7 +40,7 @@ class DriverQuery:
         """Every row, for statements known to return few."""
 
         def fetch(cursor: Any, sql: str) -> Any:
-            cursor.execute(sql, parameters)
+            cursor.execute(sql, parameters, **self._driver_options(conn))
             return cursor.fetchall()
 
         return [tuple(row) for row in self._execute(conn, fetch)]
@@ -47,6 +50,9 @@ class DriverQuery:
 
     def run_many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         self._execute(conn, lambda cursor, sql: cursor.executemany(sql, rows))
+
+    def _driver_options(self, conn: Connection) -> dict[str, Any]:
+        return {} if conn.dialect.paramstyle == "qmark" else self._options
 
     def _execute(self, conn: Connection, call: Callable[[Any, str], Any]) -> Any:
         sql = self._sql["qmark" if conn.dialect.paramstyle == "qmark" else "format"]
