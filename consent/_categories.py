@@ -47,64 +47,131 @@ from consent._terminology import DATA_CATEGORY_SYSTEM, MITZ_CATEGORY_SYSTEM, RES
 
 @dataclass(frozen=True, slots=True)
 class DataCategory:
-    """One node of the category tree: its code, parent, Mitz code and the types it holds."""
+    """One node of the category tree: its code, parent, names (English, Dutch), Mitz code and
+    the types it holds."""
 
     code: str
     parent: str | None
     title: str
+    dutch_title: str
     mitz: str | None = None
     resource_types: tuple[str, ...] = ()
 
 
 _TREE: Final = (
-    DataCategory("treatment", None, "treatment data (behandelgegevens)", "GGC002"),
-    DataCategory("results", "treatment", "results (uitslagen)", "GGC012"),
+    DataCategory(
+        "treatment", None, "treatment data (behandelgegevens)", "behandelgegevens", "GGC002"
+    ),
+    DataCategory("results", "treatment", "results (uitslagen)", "uitslagen", "GGC012"),
     DataCategory(
         "result-observations",
         "results",
         "laboratory and vital-sign observations",
+        "laboratoriumuitslagen en vitale functies",
         resource_types=("Observation",),
     ),
     DataCategory(
-        "diagnostic-reports", "results", "diagnostic reports", None, ("DiagnosticReport",)
+        "diagnostic-reports",
+        "results",
+        "diagnostic reports",
+        "diagnostische verslagen",
+        None,
+        ("DiagnosticReport",),
     ),
-    DataCategory("medication", "treatment", "medication (medicatiegegevens)", "GGC013"),
     DataCategory(
-        "medication-statements", "medication", "medication use", None, ("MedicationStatement",)
+        "medication", "treatment", "medication (medicatiegegevens)", "medicatiegegevens", "GGC013"
     ),
     DataCategory(
-        "medication-requests", "medication", "prescriptions", None, ("MedicationRequest",)
+        "medication-statements",
+        "medication",
+        "medication use",
+        "medicatiegebruik",
+        None,
+        ("MedicationStatement",),
     ),
-    DataCategory("medication-dispenses", "medication", "dispenses", None, ("MedicationDispense",)),
+    DataCategory(
+        "medication-requests",
+        "medication",
+        "prescriptions",
+        "voorschriften",
+        None,
+        ("MedicationRequest",),
+    ),
+    DataCategory(
+        "medication-dispenses",
+        "medication",
+        "dispenses",
+        "verstrekkingen",
+        None,
+        ("MedicationDispense",),
+    ),
     DataCategory(
         "medication-administrations",
         "medication",
         "administrations",
+        "toedieningen",
         None,
         ("MedicationAdministration",),
     ),
     DataCategory(
-        "medication-definitions", "medication", "medicinal products", None, ("Medication",)
+        "medication-definitions",
+        "medication",
+        "medicinal products",
+        "geneesmiddelen",
+        None,
+        ("Medication",),
     ),
-    DataCategory("documents", "treatment", "documents"),
+    DataCategory("documents", "treatment", "documents", "documenten"),
     DataCategory(
-        "document-references", "documents", "document metadata", None, ("DocumentReference",)
+        "document-references",
+        "documents",
+        "document metadata",
+        "documentgegevens",
+        None,
+        ("DocumentReference",),
     ),
-    DataCategory("binaries", "documents", "document content", None, ("Binary",)),
-    DataCategory("compositions", "documents", "structured documents", None, ("Composition",)),
-    DataCategory("lists", "documents", "submission sets and folders", None, ("List",)),
-    DataCategory("problems", "treatment", "problems", None, ("Condition",)),
+    DataCategory("binaries", "documents", "document content", "documentinhoud", None, ("Binary",)),
     DataCategory(
-        "allergies", "treatment", "allergies and intolerances", None, ("AllergyIntolerance",)
+        "compositions",
+        "documents",
+        "structured documents",
+        "gestructureerde documenten",
+        None,
+        ("Composition",),
     ),
-    DataCategory("procedures", "treatment", "procedures", None, ("Procedure",)),
-    DataCategory("encounters", "treatment", "encounters", None, ("Encounter",)),
-    DataCategory("immunizations", "treatment", "immunizations", None, ("Immunization",)),
-    DataCategory("demographics", "treatment", "demographics", None, ("Patient",)),
     DataCategory(
-        "other-observations", "treatment", "other observations", resource_types=("Observation",)
+        "lists",
+        "documents",
+        "submission sets and folders",
+        "verzendsets en mappen",
+        None,
+        ("List",),
     ),
-    DataCategory("other", "treatment", "other patient data"),
+    DataCategory("problems", "treatment", "problems", "problemen", None, ("Condition",)),
+    DataCategory(
+        "allergies",
+        "treatment",
+        "allergies and intolerances",
+        "allergieën en intoleranties",
+        None,
+        ("AllergyIntolerance",),
+    ),
+    DataCategory("procedures", "treatment", "procedures", "verrichtingen", None, ("Procedure",)),
+    DataCategory("encounters", "treatment", "encounters", "contacten", None, ("Encounter",)),
+    DataCategory(
+        "immunizations", "treatment", "immunizations", "vaccinaties", None, ("Immunization",)
+    ),
+    DataCategory(
+        "demographics", "treatment", "demographics", "persoonsgegevens", None, ("Patient",)
+    ),
+    DataCategory(
+        "other-observations",
+        "treatment",
+        "other observations",
+        "overige observaties",
+        resource_types=("Observation",),
+    ),
+    DataCategory("other", "treatment", "other patient data", "overige patiëntgegevens"),
 )
 
 DATA_CATEGORIES: Final[Mapping[str, DataCategory]] = MappingProxyType({c.code: c for c in _TREE})

@@ -73,37 +73,11 @@ _PHRASES: Final[Mapping[str, Mapping[str, str]]] = {
     },
 }
 
-# The Dutch names of the data categories (Mitz's words where Mitz has the category).
-_DUTCH_TITLES: Final[Mapping[str, str]] = {
-    "treatment": "behandelgegevens",
-    "results": "uitslagen",
-    "result-observations": "laboratoriumuitslagen en vitale functies",
-    "diagnostic-reports": "diagnostische verslagen",
-    "medication": "medicatiegegevens",
-    "medication-statements": "medicatiegebruik",
-    "medication-requests": "voorschriften",
-    "medication-dispenses": "verstrekkingen",
-    "medication-administrations": "toedieningen",
-    "medication-definitions": "geneesmiddelen",
-    "documents": "documenten",
-    "document-references": "documentgegevens",
-    "binaries": "documentinhoud",
-    "compositions": "gestructureerde documenten",
-    "lists": "verzendsets en mappen",
-    "problems": "problemen",
-    "allergies": "allergieën en intoleranties",
-    "procedures": "verrichtingen",
-    "encounters": "contacten",
-    "immunizations": "vaccinaties",
-    "demographics": "persoonsgegevens",
-    "other-observations": "overige observaties",
-    "other": "overige patiëntgegevens",
-}
-
 
 def category_title(code: str, language: Language = "en") -> str:
     """The name of the data category ``code`` in ``language``."""
-    return _DUTCH_TITLES[code] if language == "nl" else DATA_CATEGORIES[code].title
+    category = DATA_CATEGORIES[code]
+    return category.dutch_title if language == "nl" else category.title
 
 
 def explain(decision: AccessDecision, language: Language = "en") -> str:
