@@ -854,6 +854,10 @@ def search_queries(
         prefix = rng.choice(fhirdata.FAMILY_PREFIXES)
         return f"/fhir/Patient?family={prefix}&birthdate=ge1950-01-01&_count=20", None
 
+    def family_counted() -> tuple[str, int | None]:
+        path, _ = family()
+        return f"{path}&_total=accurate", None
+
     def obs_code() -> tuple[str, int | None]:
         patient_id, _ = rng.choice(seeded.with_observations)
         return (
@@ -868,6 +872,9 @@ def search_queries(
     return {
         "identifier": identifier,
         "family+birthdate": family,
+        # The same asking for the number of all matches, which the default search only states
+        # when its page holds the last match.
+        "family+birthdate, _total=accurate": family_counted,
         "obs patient+code": obs_code,
         "obs patient.identifier": obs_chain,
     }

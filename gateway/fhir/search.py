@@ -24,6 +24,7 @@ RESULT_PARAMS = {
     "_offset",
     "_snapshot",
 }
+TOTAL_MODES = ("none", "estimate", "accurate")
 IGNORED_PARAMS = {"_format", "_pretty"}
 MODIFIERS = {
     "string": {"exact", "contains", "missing"},
@@ -97,6 +98,10 @@ class SearchQuery:
     offset: int = 0
     snapshot: int | None = None
     summary_count: bool = False
+    # ``_total``: accurate, estimate or none; without it (or with estimate) a total is given
+    # when the page holds the last match, because counting every match of a broad search costs
+    # more than finding its page.
+    total: str | None = None
     elements: tuple[str, ...] = ()
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
@@ -256,6 +261,13 @@ def _result_param(
             raise BadRequest(
                 f"_summary={value} is not supported (count and false are)", code="not-supported"
             )
+    elif name == "_total":
+        if value not in TOTAL_MODES:
+            raise BadRequest(
+                f"_total={value[:40]} is not supported (none, estimate and accurate are)",
+                code="value",
+            )
+        query.total = value
     elif name == "_elements":
         query.elements = tuple(e.strip() for e in value.split(",") if e.strip())
     elif name == "_sort":

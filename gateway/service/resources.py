@@ -75,6 +75,7 @@ from gateway.store.search_sql import (
     hidden_of_patient,
     include_statement,
     organization_visible,
+    page_ahead_statement,
     page_statement,
     revinclude_statement,
     visible_rid,
@@ -1177,23 +1178,16 @@ class ResourceService:
             )
         if query.snapshot is None:
             query.snapshot = repository.max_rid(conn)
-        found = (conn.execute(counted_page_statement(query, visible))).all()
-        rows = [StoredVersion(*row[:-1]) for row in found]
-        if found:
-            total = found[0].total
-        elif query.offset == 0 and query.count > 0:
-            total = 0
-        else:  # past the last page, or no page asked for: only a count tells
-            total = (conn.execute(count_statement(query, visible))).scalar_one()
+        rows, total, more = self._page(conn, query, visible)
         if owners is not None:
             owners.update((row.res_id, row.owner_org) for row in rows)
         entries = [
             BundleEntry(
                 f"{base}/{row.res_id}",
-                self._shape(self._reveal(conn, row.content, row.sealed), query),
+                self._shape(self._reveal(conn, row.content or b"", row.sealed), query),
                 "match",
             )
-            for row in found
+            for row in rows  # a match is never deleted, so it has content
         ]
         seen: set[tuple[str, str]] = {(query.resource_type, row.res_id) for row in rows}
         if (scope := scope_of(conn)) is not None:
@@ -1214,9 +1208,35 @@ class ResourceService:
             "searchset",
             entries,
             bundle_id=str(uuid.uuid4()),
-            total=total,
-            links=self._links(base, query, total),
+            total=None if query.total == "none" else total,
+            links=self._links(base, query, more),
         )
+
+    @staticmethod
+    def _page(
+        conn: Connection, query: SearchQuery, visible: Visibility
+    ) -> tuple[list[StoredVersion], int | None, bool]:
+        """The page's versions, the number of all matches when it is known, and whether more
+        matches follow the page. Counting every match is done on ``_total=accurate`` (and for
+        ``_count=0``); otherwise the total is known when the page holds the last match."""
+        if query.total == "accurate" or query.count == 0:
+            found = conn.execute(counted_page_statement(query, visible)).all()
+            if found:
+                total = found[0].total
+            elif query.offset == 0 and query.count > 0:
+                total = 0
+            else:  # past the last page, or no page asked for: only a count tells
+                total = conn.execute(count_statement(query, visible)).scalar_one()
+            rows = [StoredVersion(*row[:-1]) for row in found]
+            return rows, total, query.count > 0 and query.offset + query.count < total
+        postgres = conn.dialect.name == "postgresql"
+        found = conn.execute(page_ahead_statement(query, visible, candidates_first=postgres)).all()
+        rows = [StoredVersion(*row) for row in found[: query.count]]
+        more = len(found) > query.count
+        # OFFSET skipped ``offset`` matches, so a page short of full ends the matches; an empty
+        # page past the start does not tell how many there were.
+        known = not more and (rows or query.offset == 0)
+        return rows, query.offset + len(rows) if known else None, more
 
     def _audit_patient_query(
         self, conn: Connection, ctx: RequestContext, query: SearchQuery
@@ -1259,7 +1279,7 @@ class ResourceService:
         return entries
 
     @staticmethod
-    def _links(base: str, query: SearchQuery, total: int) -> list[tuple[str, str]]:
+    def _links(base: str, query: SearchQuery, more: bool) -> list[tuple[str, str]]:
         kept = [(k, v) for k, v in query.used if k != "_count"]
 
         def at(offset: int) -> str:
@@ -1276,7 +1296,7 @@ class ResourceService:
         links = [("self", at(query.offset))]
         if query.offset > 0:
             links.append(("previous", at(max(0, query.offset - query.count))))
-        if query.count and query.offset + query.count < total:
+        if more:
             links.append(("next", at(query.offset + query.count)))
         return links
 

@@ -99,6 +99,67 @@ def criterion_clause(
     if c.kind == "lastUpdated":
         column = r.c.last_updated_us
         return or_(*(date_clause(column, column, v) for v in c.values))
+    index, base = _index_of(c, slot)
+    if c.missing is None:
+        if (patient_keys := _patient_keys(c)) is not None:
+            # patient.identifier=<BSN>: the patient key (BSN) the resource is stored under; this
+            # finds a partner's data the consent opened even when its Patient record is not.
+            return r.c.patient_key.in_(patient_keys)
+        if c.chained:
+            return r.c.rid.in_(matching_rids(c, visible, slot))
+    if probe or c.missing is not None or c.modifier == "not":
+        match = [] if c.missing is not None else [_index_match(c, index)]
+        if probe:
+            found: ColumnElement[bool] = exists().where(index.c.rid == r.c.rid, *base, *match)
+        else:
+            found = r.c.rid.in_(select(index.c.rid).where(*base, *match))
+        return not_(found) if c.missing or c.modifier == "not" else found
+    # Drive from the search index (``rid IN (…)``): a correlated EXISTS made SQLite visit every
+    # resource of the type and probe the index for each (measured: 24 ms at 100k resources).
+    return r.c.rid.in_(matching_rids(c, visible, slot))
+
+
+def matching_rids(
+    c: Criterion, visible: Visibility, slot: int, resource_type: str | None = None
+) -> Select[Any]:
+    """The row keys a selective criterion (``_selective``) matches, found without reading the
+    resources themselves (only their index rows; for ``_id`` and BSN chains, their keys)."""
+    keys = _patient_keys(c)
+    if c.kind == "id" or keys is not None:
+        assert resource_type is not None, "the type of what an _id or a BSN chain matches"
+        own = alias_of(resources, 300 + slot)
+        match = own.c.res_id.in_(c.values) if keys is None else own.c.patient_key.in_(keys)
+        return select(own.c.rid).where(own.c.res_type == resource_type, match)
+    index, base = _index_of(c, slot)
+    if not c.chained:
+        return select(index.c.rid).where(*base, _index_match(c, index))
+    target = alias_of(resources, 100 + slot)
+    conditions = [
+        target.c.res_type == index.c.target_type,
+        target.c.res_id == index.c.target_id,
+        target.c.deleted == false(),
+        or_(
+            *(
+                and_(
+                    index.c.target_type == target_type,
+                    criterion_clause(target, chained, visible, slot=200 + 10 * slot + n),
+                )
+                for n, (target_type, chained) in enumerate(c.chained)
+            )
+        ),
+    ]
+    if (extra := visible(target)) is not None:
+        conditions.append(extra)
+    return (
+        select(index.c.rid)
+        .select_from(index)
+        .join(target, and_(*conditions[:2]))
+        .where(*base, *conditions[2:])
+    )
+
+
+def _index_of(c: Criterion, slot: int) -> tuple[FromClause, list[ColumnElement[bool]]]:
+    """The search index alias of a criterion and the conditions that pick its parameter."""
     table = {
         "string": idx_string,
         "token": idx_token,
@@ -108,59 +169,23 @@ def criterion_clause(
     }[c.kind]
     index = alias_of(table, slot)
     assert c.param is not None
-    # Drive from the search index (``rid IN (…)``): a correlated EXISTS made SQLite visit every
-    # resource of the type and probe the index for each (measured: 24 ms at 100k resources).
-    base = [index.c.res_type == c.param.resource, index.c.param == c.code]
+    return index, [index.c.res_type == c.param.resource, index.c.param == c.code]
 
-    def matching(*conditions: Any) -> ColumnElement[bool]:
-        if probe:
-            return exists().where(index.c.rid == r.c.rid, *base, *conditions)
-        return r.c.rid.in_(select(index.c.rid).where(*base, *conditions))
 
-    if c.missing is not None:
-        return not_(matching()) if c.missing else matching()
-    patient_keys = _patient_keys(c)
-    if patient_keys is not None:
-        # patient.identifier=<BSN>: the patient key (BSN) the resource is stored under; this
-        # finds a partner's data the consent opened even when its Patient record is not.
-        return r.c.patient_key.in_(patient_keys)
-    if c.chained:
-        target = alias_of(resources, 100 + slot)
-        conditions = [
-            target.c.res_type == index.c.target_type,
-            target.c.res_id == index.c.target_id,
-            target.c.deleted == false(),
-            or_(
-                *(
-                    and_(
-                        index.c.target_type == target_type,
-                        criterion_clause(target, chained, visible, slot=200 + 10 * slot + n),
-                    )
-                    for n, (target_type, chained) in enumerate(c.chained)
-                )
-            ),
-        ]
-        if (extra := visible(target)) is not None:
-            conditions.append(extra)
-        return r.c.rid.in_(
-            select(index.c.rid)
-            .select_from(index)
-            .join(target, and_(*conditions[:2]))
-            .where(*base, *conditions[2:])
-        )
-    match: ColumnElement[bool]
+def _index_match(c: Criterion, index: FromClause) -> ColumnElement[bool]:
+    """Whether one index row holds a value the criterion asks for (its values are ORed)."""
     if c.kind == "string":
         if c.modifier == "exact":
-            match = index.c.value.in_(c.values)
-        elif c.modifier == "contains":
-            match = or_(
+            return index.c.value.in_(c.values)
+        if c.modifier == "contains":
+            return or_(
                 *(index.c.value_norm.like(f"%{_like_escape(v)}%", escape="\\") for v in c.values)
             )
-        else:  # starts with, as a range so that the index serves it
-            match = or_(
-                *(and_(index.c.value_norm >= v, index.c.value_norm < v + _TOP) for v in c.values)
-            )
-    elif c.kind in ("token", "uri"):
+        # starts with, as a range so that the index serves it
+        return or_(
+            *(and_(index.c.value_norm >= v, index.c.value_norm < v + _TOP) for v in c.values)
+        )
+    if c.kind in ("token", "uri"):
         alternatives = []
         for v in c.values:
             parts = []
@@ -171,24 +196,20 @@ def criterion_clause(
                     index.c.system.is_(None) if v.system is None else index.c.system == v.system
                 )
             alternatives.append(and_(*parts))
-        match = or_(*alternatives)
-        if c.modifier == "not":
-            return not_(matching(match))
-    elif c.kind == "date":
-        match = or_(*(date_clause(index.c.lo, index.c.hi, v) for v in c.values))
-    else:
-        alternatives = []
-        for v in c.values:
-            if v.url is not None:
-                alternatives.append(index.c.url == v.url)
-            elif v.target_type is None:
-                alternatives.append(index.c.target_id == v.target_id)
-            else:
-                alternatives.append(
-                    and_(index.c.target_id == v.target_id, index.c.target_type == v.target_type)
-                )
-        match = or_(*alternatives)
-    return matching(match)
+        return or_(*alternatives)
+    if c.kind == "date":
+        return or_(*(date_clause(index.c.lo, index.c.hi, v) for v in c.values))
+    alternatives = []
+    for v in c.values:
+        if v.url is not None:
+            alternatives.append(index.c.url == v.url)
+        elif v.target_type is None:
+            alternatives.append(index.c.target_id == v.target_id)
+        else:
+            alternatives.append(
+                and_(index.c.target_id == v.target_id, index.c.target_type == v.target_type)
+            )
+    return or_(*alternatives)
 
 
 def _patient_keys(c: Criterion) -> list[str] | None:
@@ -266,28 +287,88 @@ def page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
     )
 
 
-def counted_page_statement(query: SearchQuery, visible: Visibility) -> Select[Any]:
+def counted_page_statement(
+    query: SearchQuery, visible: Visibility, *, counted: bool = True
+) -> Select[Any]:
     """``page_statement`` with the number of all matches as a last column, ``total``: the
     conditions are judged once for both, where a count beside the page judged them twice
     (consent for every candidate, bench/bench_consent_search.py). The page is picked by row
-    key and sort keys alone, and only its rows are read whole."""
+    key and sort keys alone, and only its rows are read whole. Not ``counted``: no total, and
+    one match more than the page, which tells whether more follow."""
     r, conditions = filtered(query, visible)
     keys = [_sort_column(r, key).label(f"sort_{n}") for n, key in enumerate(query.sort)]
+    total = [func.count().over().label("total")] if counted else []
     picked = (
-        select(r.c.rid, *keys, func.count().over().label("total"))
+        select(r.c.rid, *keys, *total)
         .where(*conditions)
         .order_by(*(_ordered(k, key) for k, key in zip(keys, query.sort, strict=True)))
         .order_by(r.c.rid.asc())
-        .limit(query.count)
+        .limit(query.count if counted else query.count + 1)
         .offset(query.offset)
         .subquery("picked")
     )
     whole = _PAGE_ROW
     order = [_ordered(picked.c[f"sort_{n}"], key) for n, key in enumerate(query.sort)]
     return (
-        select(*version_columns(whole), picked.c.total)
+        select(*version_columns(whole), *([picked.c.total] if counted else []))
         .join_from(whole, picked, whole.c.rid == picked.c.rid)
         .order_by(*order, picked.c.rid.asc())
+    )
+
+
+def page_ahead_statement(
+    query: SearchQuery, visible: Visibility, *, candidates_first: bool
+) -> Select[Any]:
+    """One page of matches and, to tell whether more follow, one match beyond it, without
+    counting them all: the default search, whose total is given only when its page holds the
+    last match.
+
+    Without ``_sort`` both databases can stop at the page's end when they take the candidates
+    of a selective criterion in row-key order and judge them one after the other. SQLite does
+    so by itself with ``rid IN (…)``. PostgreSQL's planner, which cannot tell that most
+    candidates match, judged them all first (Patient?family=<prefix>: 25-37 ms at 100,000
+    resources, bench/run.py); ``candidates_first`` spells the order out for it: the
+    candidates from the search indexes alone, sorted, then each judged (type, deletion,
+    visibility, the other criteria) until the page is full."""
+    selective = [(n, c) for n, c in enumerate(query.criteria) if _selective(c)]
+    if query.sort or not selective or not candidates_first:
+        return counted_page_statement(query, visible, counted=False)
+    (first, criterion), *others = selective
+    candidates = matching_rids(criterion, visible, first, query.resource_type)
+    rid = candidates.selected_columns[0]
+    candidates = candidates.where(
+        *(rid.in_(matching_rids(c, visible, n, query.resource_type)) for n, c in others)
+    )
+    if query.snapshot is not None:
+        candidates = candidates.where(rid <= query.snapshot)
+    candidate = candidates.distinct().order_by(rid).subquery("candidate")
+    r = _R
+    # ``res_type || ''`` keeps SQLite (without statistics) on the row key.
+    conditions: list[Any] = [
+        r.c.rid == candidate.c.rid,
+        r.c.res_type.concat("") == query.resource_type,
+        r.c.deleted == false(),
+    ]
+    if (extra := visible(r)) is not None:
+        conditions.append(extra)
+    conditions.extend(
+        criterion_clause(r, c, visible, probe=True, slot=n)
+        for n, c in enumerate(query.criteria)
+        if not _selective(c)
+    )
+    picked = (
+        select(candidate.c.rid)
+        .where(exists().where(*conditions))
+        .order_by(candidate.c.rid.asc())
+        .limit(query.count + 1)
+        .offset(query.offset)
+        .subquery("picked")
+    )
+    whole = _PAGE_ROW
+    return (
+        select(*version_columns(whole))
+        .join_from(whole, picked, whole.c.rid == picked.c.rid)
+        .order_by(picked.c.rid.asc())
     )
 
 

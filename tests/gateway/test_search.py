@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import pytest
 from harness import unique
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
@@ -147,7 +148,8 @@ def test_id_and_last_updated(fhir):
     )
 
 
-def test_paging_links_cover_every_match_once_even_under_writes(server, fhir):
+@pytest.mark.parametrize("total", [None, "accurate"])
+def test_paging_links_cover_every_match_once_even_under_writes(server, fhir, total):
     tag = unique()
     expected = {make_patient(fhir, f"Page{tag}", given=str(i))["id"] for i in range(25)}
 
@@ -156,13 +158,14 @@ def test_paging_links_cover_every_match_once_even_under_writes(server, fhir):
             make_patient(client, f"Page{tag}", given=f"late{n}")
 
     seen: list[str] = []
-    url, params = "/Patient", {"family": f"Page{tag}", "_count": "7"}
+    url = "/Patient"
+    params = {"family": f"Page{tag}", "_count": "7"} | ({"_total": total} if total else {})
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         page_number = 0
         while url:
             bundle = fhir.get(url, params=params).json()
             if page_number == 0:
-                assert bundle["total"] == 25
+                assert bundle.get("total") == (25 if total else None)
                 list(pool.map(writer, range(5)))  # new matches arrive while we page
             seen.extend(e["resource"]["id"] for e in bundle.get("entry", []))
             nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
@@ -173,27 +176,58 @@ def test_paging_links_cover_every_match_once_even_under_writes(server, fhir):
     assert page_number == 4
 
 
-def test_every_page_states_the_total_also_a_last_one_an_empty_one_and_count_zero(fhir):
-    """The total of a short last page comes from its rows, not from counting: each page shape
-    must still state the number of matches."""
+# (_count, _offset): entries, then the total without _total (None: not stated), for 5 matches.
+PAGE_SHAPES = {
+    ("2", None): (2, None),  # a full first page: more follow, uncounted
+    ("2", "4"): (1, 5),  # the short last page holds the last match
+    ("3", "2"): (3, 5),  # a full last page: nothing beyond it
+    ("2", "5"): (0, None),  # just past the end: an empty page does not tell
+    ("2", "9"): (0, None),  # far past it
+    ("0", None): (0, 5),  # only the total: counted
+    ("9", None): (5, 5),  # everything on one page
+}
+
+
+def test_every_page_states_the_accurate_total_also_a_last_one_an_empty_one_and_count_zero(fhir):
+    """With _total=accurate each page shape states the number of matches."""
     tag = unique()
     for i in range(5):
         make_patient(fhir, f"Tot{tag}", given=str(i))
-    shapes = {
-        ("2", None): 2,  # a full first page
-        ("2", "4"): 1,  # the short last page
-        ("3", "2"): 3,  # a full last page
-        ("2", "5"): 0,  # just past the end
-        ("2", "9"): 0,  # far past it
-        ("0", None): 0,  # only the total
-        ("9", None): 5,  # everything on one page
-    }
-    for (count, offset), entries in shapes.items():
-        params = {"family": f"Tot{tag}", "_count": count} | ({"_offset": offset} if offset else {})
-        bundle = fhir.get("/Patient", params=params).json()
-        assert (bundle["total"], len(bundle.get("entry", []))) == (5, entries), params
+    for (count, offset), (entries, _) in PAGE_SHAPES.items():
+        params = {"family": f"Tot{tag}", "_count": count, "_total": "accurate"}
+        bundle = fhir.get("/Patient", params=params | ({"_offset": offset} if offset else {}))
+        assert (bundle.json()["total"], len(bundle.json().get("entry", []))) == (5, entries)
+    nobody = fhir.get("/Patient", params={"family": f"Nobody{tag}", "_total": "accurate"}).json()
+    assert (nobody["total"], nobody.get("entry", [])) == (0, [])
+
+
+def test_without_total_accurate_a_total_is_stated_when_the_page_holds_the_last_match(fhir):
+    """Counting every match of a broad search costs more than its page: by default (and with
+    _total=estimate) the total is stated when the page shows it, and never with _total=none;
+    the next link is there exactly when more matches follow."""
+    tag = unique()
+    for i in range(5):
+        make_patient(fhir, f"Est{tag}", given=str(i))
+    for mode in (None, "estimate", "none"):
+        for (count, offset), (entries, total) in PAGE_SHAPES.items():
+            params = {"family": f"Est{tag}", "_count": count}
+            params |= ({"_offset": offset} if offset else {}) | ({"_total": mode} if mode else {})
+            bundle = fhir.get("/Patient", params=params).json()
+            shown = (bundle.get("total"), len(bundle.get("entry", [])))
+            assert shown == (None if mode == "none" else total, entries), params
+            more = int(count) > 0 and int(offset or 0) + int(count) < 5
+            nexts = [link for link in bundle["link"] if link["relation"] == "next"]
+            assert bool(nexts) == more, params
     nobody = fhir.get("/Patient", params={"family": f"Nobody{tag}"}).json()
     assert (nobody["total"], nobody.get("entry", [])) == (0, [])
+
+
+def test_an_unknown_total_mode_is_a_400(fhir):
+    response = fhir.get("/Patient", params={"family": "x", "_total": "exact"})
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "_total=exact" in outcome["issue"][0]["diagnostics"]
 
 
 def test_previous_link_returns_the_earlier_page(fhir):
