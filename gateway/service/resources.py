@@ -376,20 +376,19 @@ class ResourceService:
         heavy: Callable[[T], bool],
     ) -> U:
         """``in_read`` for work by key only (a ``Database.lookup``), whose result ``finish``
-        turns into the answer. Where the lookup runs on the event loop, a result ``heavy`` says
-        takes time to finish (decrypting or checking large content) is finished in a read
-        transaction of its own on a worker thread; elsewhere in the lookup's own transaction.
-        Either way the audit records are committed only once it is finished: a failure there
-        leaves a failure record, never also a success."""
+        turns into the answer. A result ``heavy`` says takes time to finish (decrypting or
+        checking large content, streamed from the database) is finished in a read transaction
+        of its own on a worker thread: the lookup runs on the event loop on SQLite, and outside
+        a transaction on PostgreSQL. Either way the audit records are committed only once it is
+        finished: a failure there leaves a failure record, never also a success."""
         scope = self.audit_scope(ctx, interaction)
-        on_loop = self.db.looks_up_on_loop
 
         def run(conn: Connection) -> tuple[T, list[dict[str, Any]], U | None]:
             attach(conn, scope)
             try:
                 value = self._guarded(conn, ctx, work)
                 rows = self.audit.rows(scope.facts(conn, self._basis_finder(scope)))
-                return value, rows, None if on_loop and heavy(value) else finish(conn, value)
+                return value, rows, None if heavy(value) else finish(conn, value)
             finally:
                 attach(conn, None)
 

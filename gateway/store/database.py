@@ -73,6 +73,8 @@ class Database:
             _configure_sqlite(self._here)
         self._kept = threading.local()
         self._writer = self.engine.execution_options(zorgbrug_write=True)
+        # Lookups on PostgreSQL run each statement on its own (see ``lookup``).
+        self._single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zorgbrug-db")
 
     async def write(self, work: Callable[[Connection], T]) -> T:
@@ -90,18 +92,16 @@ class Database:
         On SQLite it runs right here, on the event loop: the hop to a worker thread cost more
         CPU than a read by id itself (reads/s 2170 -> 2750, 0.49 -> 0.38 ms CPU per read). WAL
         readers take no lock that writers hold, so it does not wait for them. On PostgreSQL
-        every statement waits for the network, so it runs on a worker thread like ``read``.
+        every statement waits for the network, so it runs on a worker thread, and without a
+        transaction: BEGIN and COMMIT were two of a read's four round trips. Its statements may
+        then see each other's commits, which for reads by key means what a moment later read
+        would have seen; ``work`` must not write.
         """
         if self._here is None:
-            return await self.read(work)
+            return await self._run(self._in_transaction, self._single, work)
         conn = self._kept_connection(self._here)
         with conn.begin():
             return work(conn)
-
-    @property
-    def looks_up_on_loop(self) -> bool:
-        """Whether ``lookup`` runs on the calling thread (SQLite) rather than a worker."""
-        return self._here is not None
 
     def _kept_connection(self, engine: Engine) -> Connection:
         """This thread's connection of ``engine``, kept open: opening and closing one per
