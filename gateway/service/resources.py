@@ -493,6 +493,8 @@ class ResourceService:
         """
         self._allow(ctx, res_type, "c")
         client_id = res_id is not None and not assigned
+        # An id made here is known to nothing else yet, so nothing can refer to it.
+        unreferenced = res_id is None
         res_id = res_id or str(uuid.uuid4())
         if if_none_exist is not None:
             existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
@@ -506,7 +508,9 @@ class ResourceService:
                     return self.shown(conn, 200, existing)
                 if repository.move_claim(conn, res_type, key, holder, res_id):
                     break
-        return self._insert(conn, ctx, res_type, res_id, resource, client_id=client_id)
+        return self._insert(
+            conn, ctx, res_type, res_id, resource, client_id=client_id, unreferenced=unreferenced
+        )
 
     def conditional_match(
         self,
@@ -544,6 +548,7 @@ class ResourceService:
         *,
         client_id: bool,
         presealed: tuple[BlobInfo, ...] = (),
+        unreferenced: bool = False,
     ) -> ResourceResult:
         now = self.now_us()
         owner = ctx.actor.organization
@@ -567,7 +572,9 @@ class ResourceService:
             )
         except repository.DuplicateId:
             raise Conflict(f"{res_type}/{res_id} was created concurrently; retry") from None
-        self._after_write(conn, res_type, owner, facts.patient_key, None, res_id)
+        self._after_write(
+            conn, res_type, owner, facts.patient_key, None, res_id, unreferenced=unreferenced
+        )
         return ResourceResult(
             201, res_type, res_id, 1, now, prepared.shown, owner, prepared.blobs, rid
         )
@@ -1502,11 +1509,13 @@ class ResourceService:
         patient_key: str | None,
         earlier_key: str | None,
         res_id: str,
+        *,
+        unreferenced: bool = False,
     ) -> None:
         """Keep patient keys and the consent and agreement rows in step, in the writing
-        transaction."""
+        transaction. ``unreferenced``: nothing can refer to the resource yet."""
         rekeyed = res_type == "Patient" and patient_key != earlier_key
-        if rekeyed:
+        if rekeyed and not unreferenced:
             # Also covers resources written before their Patient in one transaction, and moves
             # the patient's Consents (and so their consent rows) to the new BSN.
             repository.rekey_patient(conn, f"Patient/{res_id}", patient_key)
