@@ -6,14 +6,14 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, bindparam, func, insert, null, select, update
+from sqlalchemy import Table, bindparam, func, insert, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.driver_sql import DriverQuery, insert_into, rows_of
+from gateway.store.driver_sql import DriverQuery, insert_into, rows_of, unnest_rows
 from gateway.store.schema import (
     INDEX_TABLES,
     conditional_claims,
@@ -393,13 +393,10 @@ def _index_insert_pg() -> DriverQuery:
     inserts = []
     for table in INDEX_TABLES.values():
         columns = [c for c in table.columns if c.name != "rid"]
-        arrays = ", ".join(
-            f"?::{'bigint' if isinstance(c.type, BigInteger) else 'text'}[]" for c in columns
-        )
         names = ", ".join(c.name for c in columns)
         inserts.append(
             f"ins_{table.name} AS (INSERT INTO {table.name} (rid, {names}) "  # noqa: S608 - our schema
-            f"SELECT ?, * FROM unnest({arrays}))"
+            f"SELECT ?, * FROM {unnest_rows(columns)})"
         )
     return DriverQuery(f"WITH {', '.join(inserts)} SELECT 1")
 
