@@ -160,11 +160,19 @@ def plan_for_values(conn: Connection) -> None:
     a statement run five times, and PostgreSQL then moves it to a generic plan, which for a
     search cannot tell a patient's few rows from a code's many (Observation?patient=&code=
     went from 2 to 45 ms per statement). Only for searches: planning every simple statement
-    anew made reads about a fifth slower."""
+    anew made reads about a fifth slower.
+
+    Also without parallel workers: starting one cost a search's page more than its work
+    (Patient?family=<prefix> at 100,000 resources: 8-10 ms, of which the page 1-2 ms), and
+    under load the workers only take the cores other requests need."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+        conn.exec_driver_sql(_SEARCH_PLANNING)
 
 
+_SEARCH_PLANNING = (
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true)"
+)
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
 
 

@@ -17,23 +17,30 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def show(conn) -> str:
-    return str(conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+def show(conn) -> tuple[str, str]:
+    return (
+        str(conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()),
+        str(conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar_one()),
+    )
 
 
 def test_a_search_transaction_plans_for_values_and_leaves_others_alone(tmp_path):
+    """... and without parallel workers, whose start cost a search's page more than its work."""
     fresh = FreshDatabase("postgresql", tmp_path)
     db = Database(fresh.url, threads=1)
 
-    def searching(conn) -> str:
+    def searching(conn) -> tuple[str, str]:
         plan_for_values(conn)
         return show(conn)
 
-    async def run() -> tuple[str, str]:
-        return await db.read(searching), await db.read(show)
+    async def run() -> tuple[tuple[str, str], ...]:
+        return await db.read(show), await db.read(searching), await db.read(show)
 
     try:
-        assert asyncio.run(run()) == ("force_custom_plan", "auto")
+        before, during, after = asyncio.run(run())
+        assert during == ("force_custom_plan", "0")
+        assert before == after
+        assert before[0] == "auto"
     finally:
         asyncio.run(db.dispose())
         fresh.drop()
