@@ -343,10 +343,9 @@ def page_ahead_statement(
         candidates = candidates.where(rid <= query.snapshot)
     candidate = candidates.distinct().order_by(rid).subquery("candidate")
     r = _R
-    # ``res_type || ''`` keeps SQLite (without statistics) on the row key.
     conditions: list[Any] = [
         r.c.rid == candidate.c.rid,
-        r.c.res_type.concat("") == query.resource_type,
+        r.c.res_type == query.resource_type,
         r.c.deleted == false(),
     ]
     if (extra := visible(r)) is not None:
