@@ -262,6 +262,23 @@ def test_a_refused_access_is_a_denial_event(server, world):
     assert any(request_entity(e) == request_id for e in failed)
 
 
+def test_a_call_refused_before_its_transaction_is_recorded_and_one_passing_too(server, world):
+    refused_id, passed_id = ids()
+    with server.client(world["bystander"]) as fhir:
+        invalid = {"resourceType": "Patient", "gender": "sometimes"}
+        refused = fhir.post("/Patient", json=invalid, headers={"X-Request-Id": refused_id})
+        created = fhir.post(
+            "/Patient", json={"resourceType": "Patient"}, headers={"X-Request-Id": passed_id}
+        )
+    assert refused.status_code in (400, 422), refused.text
+    assert created.status_code == 201, created.text
+    (failure,) = of_request(world["bystander_dpo"], refused_id)
+    assert failure["outcome"] == "4" and failure["action"] == "C"
+    assert failure["outcomeDesc"].startswith(str(refused.status_code))
+    (success,) = of_request(world["bystander_dpo"], passed_id)
+    assert success["outcome"] == "0" and success["action"] == "C"
+
+
 def test_an_emergency_is_recorded_as_such(server, world):
     clinician = server.person(world["bystander"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
     request_id, _ = ids()
