@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -13,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from gateway.errors import GatewayError, Issue, NotAcceptable, operation_outcome
-from gateway.fhir.dates import from_us
+from gateway.fhir.dates import http_date
 from gateway.fhir.formats import JSON, XML, is_fhir_media_type, json_to_xml, response_format
 from gateway.service.resources import ResourceResult
 
@@ -47,7 +46,7 @@ def resource_response(
 ) -> Response:
     headers = {
         "ETag": result.etag,
-        "Last-Modified": format_datetime(from_us(result.last_updated_us), usegmt=True),
+        "Last-Modified": http_date(result.last_updated_us),
     }
     if location:
         headers["Location"] = result.location(base)

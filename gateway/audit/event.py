@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway.audit import codes
 from gateway.audit.codes import KINDS, Code
+from gateway.fhir.dates import instant
 from gateway.fhir.dutch_identifiers import BSN, URA
 
 
@@ -86,7 +86,7 @@ class AuditFacts:
         event["type"] = kind.type.coding()
         event["subtype"] = [s.coding() for s in kind.subtypes]
         event["action"] = self.event_action
-        event["recorded"] = _instant(self.recorded_us)
+        event["recorded"] = instant(self.recorded_us)
         event["outcome"] = self.outcome
         if self.outcome_desc:
             event["outcomeDesc"] = self.outcome_desc[:1000]
@@ -256,8 +256,3 @@ def _basis_entities(basis: Basis) -> list[dict[str, Any]]:
 
 def _c(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
-
-
-def _instant(us: int) -> str:
-    moment = datetime.fromtimestamp(us / 1_000_000, UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

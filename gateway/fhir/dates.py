@@ -7,8 +7,11 @@ compares values; the upper bound is inclusive.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_US = -(2**62)
@@ -33,7 +36,25 @@ def from_us(us: int) -> datetime:
 
 def instant(us: int) -> str:
     """FHIR instant text of a point in time, e.g. ``2026-11-22T20:57:36.123456Z``."""
-    return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, micros = divmod(us, 1_000_000)
+    return f"{_instant_second(seconds)}.{micros:06d}Z"
+
+
+def http_date(us: int) -> str:
+    """The HTTP date (RFC 9110 IMF-fixdate) of a point in time, to the second."""
+    return _http_date_second(us // 1_000_000)
+
+
+# Every request writes a few of these, nearly all within the same second; formatting one
+# through datetime cost about as much as a read's SQL statement (py-spy).
+@functools.lru_cache(maxsize=64)
+def _instant_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+@functools.lru_cache(maxsize=64)
+def _http_date_second(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def date_range(value: str) -> tuple[int, int] | None:
