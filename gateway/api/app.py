@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Router
 
 from gateway.api.auth_routes import router as auth_router
+from gateway.api.dispatch import MethodDepthRouter
 from gateway.api.fhir_routes import routes as fhir_routes
 from gateway.api.fhir_routes import transaction_or_batch
 from gateway.api.negotiation import error_response, request_id_of
@@ -42,6 +42,9 @@ from gateway.ui.install import is_ui, ui_error, ui_gateway_error
 log = logging.getLogger("zorgbrug")
 
 
+_ECHOED_HEADERS = frozenset({b"x-request-id", b"x-correlation-id"})
+
+
 class RequestIdMiddleware:
     """Accept or create X-Request-Id and echo it (and X-Correlation-Id) on every response."""
 
@@ -52,7 +55,12 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI servers hand header names lowercased; only these two are wanted here.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _ECHOED_HEADERS
+        }
         request_id = request_id_of(headers)
         scope.setdefault("state", {})["request_id"] = request_id
         echoed = [(b"x-request-id", request_id.encode())]
@@ -125,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.capability = _capability_cache()
     app.add_route("/fhir", transaction_or_batch, methods=["POST"])  # the base, without a slash
-    app.mount("/fhir", Router(fhir_routes))  # first: the FHIR API is the hot path
+    app.mount("/fhir", MethodDepthRouter(fhir_routes))  # first: the FHIR API is the hot path
     app.include_router(auth_router)
     install_ui(app)
     app.add_middleware(RequestIdMiddleware)
