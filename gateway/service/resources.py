@@ -343,8 +343,11 @@ class ResourceService:
             finally:
                 attach(conn, None)
 
-        async with self.refusals_audited(scope):
+        try:
             return await self.db.write(run)
+        except Exception as error:
+            await self.record_failure(scope, error)
+            raise
 
     async def in_read(
         self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
@@ -362,8 +365,11 @@ class ResourceService:
             finally:
                 attach(conn, None)
 
-        async with self.refusals_audited(scope):
+        try:
             result, rows = await self.db.read(run)
+        except Exception as error:
+            await self.record_failure(scope, error)
+            raise
         await self.audit.record_rows(rows)
         return result
 
@@ -392,10 +398,13 @@ class ResourceService:
             finally:
                 attach(conn, None)
 
-        async with self.refusals_audited(scope):
+        try:
             value, rows, answer = await self.db.lookup(run)
             if answer is None:
                 answer = await self.db.read(lambda conn: finish(conn, value))
+        except Exception as error:
+            await self.record_failure(scope, error)
+            raise
         await self.audit.record_rows(rows)
         return answer
 
@@ -425,20 +434,26 @@ class ResourceService:
 
     @asynccontextmanager
     async def refusals_audited(self, scope: AuditScope) -> AsyncIterator[None]:
-        """Record a refused or failed call (its writes rolled back) before it is answered."""
+        """``record_failure`` for the steps of a call outside the service's transactions."""
         try:
             yield
-        except AuditUnavailable:
+        except Exception as error:
+            await self.record_failure(scope, error)
             raise
-        except GatewayError as error:
+
+    # The calls of the service catch their failures themselves: the context manager above
+    # cost a twentieth of a retrieve's CPU (py-spy).
+    async def record_failure(self, scope: AuditScope, error: Exception) -> None:
+        """Record a refused or failed call (its writes rolled back) before it is answered."""
+        if isinstance(error, AuditUnavailable):
+            return
+        if isinstance(error, GatewayError):
             outcome = (
                 audit_codes.MINOR_FAILURE if error.status < 500 else audit_codes.SERIOUS_FAILURE
             )
             await self._record_refusal(scope, outcome, f"{error.status}: {error.diagnostics}")
-            raise
-        except Exception:
+        else:
             await self._record_refusal(scope, audit_codes.SERIOUS_FAILURE, "internal error")
-            raise
 
     async def _record_refusal(self, scope: AuditScope, outcome: str, description: str) -> None:
         # The call failed anyway; its own error is what the caller must see.
@@ -451,11 +466,11 @@ class ResourceService:
         """Run the checks a call makes before its transaction, recording a refusal."""
         try:
             return check()
-        except Exception:
+        except Exception as error:
             # The audit scope only when refused: building it for every call that passes cost
             # a twentieth of a read's CPU (py-spy).
-            async with self.refusals_audited(self.audit_scope(ctx, interaction)):
-                raise
+            await self.record_failure(self.audit_scope(ctx, interaction), error)
+            raise
 
     @staticmethod
     def _guarded(conn: Connection, ctx: RequestContext, work: Callable[[Connection], T]) -> T:
