@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import SingletonThreadPool
 
 from gateway.store.driver_sql import DriverQuery
+from gateway.store.group_commit import GroupCommitWriter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x5A6F7267  # "Zorg": serialises migrations of several starting processes
@@ -76,9 +77,13 @@ class Database:
         # Lookups on PostgreSQL run each statement on its own (see ``lookup``).
         self._single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zorgbrug-db")
+        self._group = GroupCommitWriter(self._writer) if self.is_sqlite else None
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one transaction that writes (on SQLite it locks up front)."""
+        """Run ``work`` in one transaction that writes (on SQLite it locks up front, and shares
+        the transaction with the writes waiting at the same moment, ``GroupCommitWriter``)."""
+        if self._group is not None:
+            return await self._group.write(work)
         return await self._run(self._in_transaction, self._writer, work)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
@@ -137,6 +142,8 @@ class Database:
             command.upgrade(config, "head")
 
     async def dispose(self) -> None:
+        if self._group is not None:
+            await self._run(self._group.close)
         await self._run(self.engine.dispose)
         if self._here is not None:
             kept: Connection | None = getattr(self._kept, "conn", None)
