@@ -169,3 +169,14 @@ def test_writes_after_a_failed_commit_go_on(tmp_path):
 
     assert asyncio.run(scenario()) == "INSERT INTO parent (id) VALUES (30)"
     assert _rows(db, "parent") == [(30,)]
+
+
+def test_a_write_after_the_store_is_closed_is_refused(tmp_path):
+    db = _store(tmp_path)
+
+    async def scenario() -> None:
+        await db.dispose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await db.write(_insert("INSERT INTO parent (id) VALUES (40)"))
+
+    asyncio.run(scenario())
