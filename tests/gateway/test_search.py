@@ -136,6 +136,29 @@ def test_observation_code_date_status(fhir):
     assert ids(fhir.get("/Observation", params=both).json()) == {a["id"]}
 
 
+def test_several_selective_criteria_match_in_any_order_with_paging_and_totals(fhir):
+    # One starts the search from its index rows, the others are checked per candidate: the
+    # answer must not depend on which, nor on the order the query names them in.
+    tag = unique()
+    patients = [make_patient(fhir, f"Sel{tag}", bsn=None) for _ in range(2)]
+    mine = [make_observation(fhir, patients[0]["id"], "718-7", f"2026-11-0{d}") for d in (1, 2, 3)]
+    make_observation(fhir, patients[0]["id"], "2345-7", "2026-11-04")
+    make_observation(fhir, patients[1]["id"], "718-7", "2026-11-05")
+    wanted = {o["id"] for o in mine}
+    for params in (
+        [("patient", patients[0]["id"]), ("code", f"{LOINC}|718-7")],
+        [("code", f"{LOINC}|718-7"), ("patient", patients[0]["id"])],
+        [("code", "718-7"), ("subject", f"Patient/{patients[0]['id']}"), ("status", "final")],
+    ):
+        first = fhir.get("/Observation", params=[*params, ("_count", "2")]).json()
+        second = fhir.get(next(x["url"] for x in first["link"] if x["relation"] == "next")).json()
+        assert ids(first) | ids(second) == wanted, params
+        counted = fhir.get("/Observation", params=[*params, ("_total", "accurate")]).json()
+        assert counted["total"] == 3 and ids(counted) == wanted, params
+    names = {"family": f"Sel{tag}", "_id": patients[1]["id"]}
+    assert ids(fhir.get("/Patient", params=names).json()) == {patients[1]["id"]}
+
+
 def test_id_and_last_updated(fhir):
     p = make_patient(fhir, "Ids")
     assert ids(fhir.get("/Patient", params={"_id": p["id"]}).json()) == {p["id"]}
