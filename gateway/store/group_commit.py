@@ -3,10 +3,10 @@ after the other in one database transaction, each in a savepoint of its own.
 
 SQLite lets one transaction write at a time. With one transaction per request, the worker
 threads queued for its lock in SQLite's busy handler, and each transaction held it for its own
-BEGIN and COMMIT: under 32 concurrent creates (wrk, on a store of 14,000 Patients, timed
-in the transaction) a create waited ~6 ms for the lock and held it ~2.5 ms, 1 ms of that its
-COMMIT. One writer thread taking every
-waiting write into one transaction pays BEGIN and COMMIT once for all of them.
+BEGIN and COMMIT: under 32 concurrent creates (wrk, a store of 14,000 Patients, timed in the
+transaction) a create waited ~6 ms for the lock and held it ~2.5 ms, 1 ms of that its COMMIT.
+One writer thread taking every waiting write into one transaction pays BEGIN and COMMIT once
+for all of them.
 
 Each write keeps its own outcome: one that raises is rolled back to its savepoint and gets its
 error, the others commit. No caller gets its result before the COMMIT; if the COMMIT fails,
