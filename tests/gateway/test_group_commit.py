@@ -53,8 +53,8 @@ def _insert(sql: str, then_raise: bool = False) -> Callable[[Connection], str]:
 
 
 async def _behind_a_held_write(db: Database, works: list[Callable[[Connection], str]]) -> list:
-    """Run ``works`` together: queued while a first write holds the writer, so that they are
-    taken into one transaction."""
+    """Run ``works`` together (queued while a first write holds the writer, so that they are
+    taken into one transaction), then close the store."""
     holding, release = threading.Event(), threading.Event()
 
     def hold(_conn: Connection) -> str:
@@ -62,32 +62,27 @@ async def _behind_a_held_write(db: Database, works: list[Callable[[Connection], 
         release.wait(10)
         return "held"
 
-    first = asyncio.ensure_future(db.write(hold))
-    await asyncio.get_running_loop().run_in_executor(None, holding.wait, 10)
-    queued = [asyncio.ensure_future(db.write(work)) for work in works]
-    await asyncio.sleep(0.05)  # every write is in the queue before the holder lets go
-    release.set()
-    assert await first == "held"
-    return await asyncio.gather(*queued, return_exceptions=True)
+    try:
+        first = asyncio.ensure_future(db.write(hold))
+        await asyncio.get_running_loop().run_in_executor(None, holding.wait, 10)
+        queued = [asyncio.ensure_future(db.write(work)) for work in works]
+        await asyncio.sleep(0.05)  # every write is in the queue before the holder lets go
+        release.set()
+        assert await first == "held"
+        return await asyncio.gather(*queued, return_exceptions=True)
+    finally:
+        await db.dispose()
 
 
 def test_a_failing_write_is_undone_alone_and_its_caller_gets_its_error(tmp_path):
     db = _store(tmp_path)
 
-    async def scenario() -> list:
-        try:
-            return await _behind_a_held_write(
-                db,
-                [
-                    _insert("INSERT INTO parent (id) VALUES (1)"),
-                    _insert("INSERT INTO parent (id) VALUES (2)", then_raise=True),
-                    _insert("INSERT INTO parent (id) VALUES (3)"),
-                ],
-            )
-        finally:
-            await db.dispose()
-
-    first, failed, third = asyncio.run(scenario())
+    writes = [
+        _insert("INSERT INTO parent (id) VALUES (1)"),
+        _insert("INSERT INTO parent (id) VALUES (2)", then_raise=True),
+        _insert("INSERT INTO parent (id) VALUES (3)"),
+    ]
+    first, failed, third = asyncio.run(_behind_a_held_write(db, writes))
     assert first == "INSERT INTO parent (id) VALUES (1)"
     assert isinstance(failed, Refused)
     assert third == "INSERT INTO parent (id) VALUES (3)"
@@ -137,20 +132,12 @@ def test_when_the_commit_fails_no_write_of_the_batch_is_stored_and_each_gets_the
 ):
     db = _store(tmp_path)
 
-    async def scenario() -> list:
-        try:
-            return await _behind_a_held_write(
-                db,
-                [
-                    _insert("INSERT INTO parent (id) VALUES (20)"),
-                    # A deferred foreign key is checked at COMMIT: this batch cannot commit.
-                    _insert("INSERT INTO child (id, parent_id) VALUES (1, 999)"),
-                ],
-            )
-        finally:
-            await db.dispose()
-
-    outcomes = asyncio.run(scenario())
+    writes = [
+        _insert("INSERT INTO parent (id) VALUES (20)"),
+        # A deferred foreign key is checked at COMMIT: this batch cannot commit.
+        _insert("INSERT INTO child (id, parent_id) VALUES (1, 999)"),
+    ]
+    outcomes = asyncio.run(_behind_a_held_write(db, writes))
     assert all(isinstance(o, Exception) for o in outcomes), outcomes
     assert "FOREIGN KEY" in str(outcomes[0]).upper()
     assert _rows(db, "parent") == [] and _rows(db, "child") == []
