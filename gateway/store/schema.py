@@ -405,6 +405,7 @@ emergencies = Table(
     Column("end_us", BigInteger, nullable=False),
 )
 Index("ix_emergencies_actor", emergencies.c.actor_id, emergencies.c.end_us)
+Index("ix_emergencies_patient", emergencies.c.patient_key, emergencies.c.start_us)
 
 # -- the audit trail (gateway.audit) -----------------------------------------------------------
 
