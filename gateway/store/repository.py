@@ -574,13 +574,17 @@ _CONSENT_VALUES: dict[str, Any] = {
 # Built once: each pushed document's Binary is given its columns this way.
 _SET_CONSENT_COLUMNS = (
     update(resources).where(resources.c.rid == bindparam("the_rid")).values(**_CONSENT_VALUES),
+    # By the version's unique key: resource_versions has no index on rid, and a scan of every
+    # version per pushed document grew with the store.
     update(resource_versions)
     .where(
-        resource_versions.c.rid == bindparam("the_rid"),
-        resource_versions.c.version
-        == select(resources.c.version)
-        .where(resources.c.rid == bindparam("the_rid"))
-        .scalar_subquery(),
+        *(
+            resource_versions.c[name]
+            == select(resources.c[name])
+            .where(resources.c.rid == bindparam("the_rid"))
+            .scalar_subquery()
+            for name in ("res_type", "res_id", "version")
+        )
     )
     .values(**_CONSENT_VALUES),
 )
