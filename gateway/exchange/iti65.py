@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from gateway.audit.scope import Decision, Interaction, scope_of
+from gateway.content.vault import seal_ahead
 from gateway.context import RequestContext
 from gateway.errors import Forbidden, GatewayError, Issue, NotFound, operation_outcome
 from gateway.exchange import mhd, outbox
@@ -115,6 +116,8 @@ class DocumentRecipient:
             for r in submission.recipients
         )
         interaction = dataclasses.replace(interaction, details=recipients)
+        if ctx.return_preference == "minimal":  # no Binary is echoed: its content can go now
+            await self.service.precheck(ctx, interaction, lambda: _seal_ahead(ctx, submission))
         await self.service.in_write(
             ctx, lambda conn: self._store(conn, ctx, submission), interaction
         )
@@ -398,7 +401,8 @@ class DocumentRecipient:
                 patient=f"Patient/{patient.res_id}",
                 now_us=now,
             )
-            created = service.create_in(conn, ctx, "Task", validate_resource(task, "Task"))
+            # Made by notification_task of validated parts (tests validate what it makes).
+            created = service.create_in(conn, ctx, "Task", task)
             # A recipient with an endpoint gets the submission once its delivery is admitted
             # (consent and agreement checked again then); otherwise its inbox is the delivery.
             delivery_id = None
@@ -545,7 +549,7 @@ class DocumentRecipient:
                 continue
             binaries = submission.content_of[entry.position]
             old = self._content_info(conn, ctx, found)
-            new = [hashlib.sha256(_decoded(b)).hexdigest() for b in binaries]
+            new = [_content_sha256(b) for b in binaries]
             if old and [sha256 for _binary_id, sha256 in old] != new:
                 raise MhdError(
                     "XDSNonIdenticalHash",
@@ -764,6 +768,22 @@ def _subject_key(
     if system == BSN and isinstance(value, str):
         return own if patient and value == patient_bsn else ("bsn", value)
     return ("identifier", f"{system}|{value}")
+
+
+def _seal_ahead(ctx: RequestContext, submission: Submission) -> None:
+    """Encrypt each document's content before the write transaction (vault.seal_ahead)."""
+    for binaries in submission.content_of.values():
+        for binary in binaries:
+            try:
+                binary.sealed = seal_ahead(binary.resource or {}, ctx.actor.organization)
+            except GatewayError as error:
+                raise mhd.with_xds_code(error, "XDSMissingDocument") from None
+
+
+def _content_sha256(binary: TransactionEntry) -> str:
+    if binary.sealed:
+        return binary.sealed[0].info.sha256
+    return hashlib.sha256(_decoded(binary)).hexdigest()
 
 
 def _decoded(binary: TransactionEntry) -> bytes:

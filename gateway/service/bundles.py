@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy.engine import Connection
 
 from gateway.audit.scope import Interaction
+from gateway.content import PreparedBlob
 from gateway.context import RequestContext
 from gateway.errors import BadRequest, GatewayError
 from gateway.fhir.bundles import BundleEntry, bundle_bytes
@@ -44,6 +45,7 @@ class TransactionEntry:
     outcome: dict[str, Any] | None = field(default=None)  # the error of a failed batch entry
     note: dict[str, Any] | None = None  # an informational OperationOutcome for the response
     done: bool = False  # handled by the caller before the transaction ran (res_id is set)
+    sealed: tuple[PreparedBlob, ...] = ()  # its content, encrypted before the transaction
 
 
 class BundleProcessor:
@@ -149,6 +151,7 @@ class BundleProcessor:
                 if_none_exist=entry.if_none_exist,
                 res_id=entry.res_id,
                 assigned=True,  # POST entries get their ids from us, never from the client
+                sealed=entry.sealed,
             )
         elif entry.method == "PUT":
             assert entry.resource is not None and entry.res_id is not None

@@ -505,11 +505,13 @@ class ResourceService:
         if_none_exist: str | None = None,
         res_id: str | None = None,
         assigned: bool = False,
+        sealed: tuple[PreparedBlob, ...] = (),
     ) -> ResourceResult:
         """Create inside the caller's transaction; the resource must already be validated.
 
         ``res_id`` is the id to give it: the client's (it may collide with a concurrent create),
-        or with ``assigned`` one the server generated (it cannot).
+        or with ``assigned`` one the server generated (it cannot). ``sealed`` is its content
+        encrypted before the transaction (``seal_ahead``), stored only if it is created.
         """
         self._allow(ctx, res_type, "c")
         client_id = res_id is not None and not assigned
@@ -529,7 +531,14 @@ class ResourceService:
                 if repository.move_claim(conn, res_type, key, holder, res_id):
                     break
         return self._insert(
-            conn, ctx, res_type, res_id, resource, client_id=client_id, unreferenced=unreferenced
+            conn,
+            ctx,
+            res_type,
+            res_id,
+            resource,
+            client_id=client_id,
+            presealed=tuple(self.vault.insert(conn, blob) for blob in sealed),
+            unreferenced=unreferenced,
         )
 
     def conditional_match(

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from gateway.exchange.compose import provide_document_bundle
+from gateway.fhir.validation import validate_resource
 
 URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 TASK_CODE = "http://fhir.nl/fhir/NamingSystem/TaskCode|pull-notification"
@@ -88,6 +89,27 @@ def test_the_recipient_finds_its_notification_and_pulls_what_it_points_at(
             },
         ).json()
         assert task["id"] in {e["resource"]["id"] for e in by_ura["entry"]}
+
+
+@pytest.mark.parametrize("type_code", ["57133-1", None], ids=["typed", "untyped"])
+def test_the_notification_task_is_a_valid_r4_task(server, network, type_code):
+    """The gateway makes the Task itself from the submission's validated parts and stores it
+    without validating it again: what it makes must pass the same validation as a client's."""
+    bundle = provide_document_bundle(
+        content=b"%PDF-1.4 verwijsbrief",
+        content_type="application/pdf",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        type_code=type_code,
+    )
+    with server.client(network.sender) as fhir:
+        submitted = fhir.post("", json=bundle)
+        assert submitted.status_code == 200, submitted.text
+    with server.client(network.recipient) as fhir:
+        task = inbox_task(fhir, network.recipient.ura, submitted.json())
+    task.pop("meta")
+    assert validate_resource(task, "Task") == task
 
 
 def test_the_recipient_marks_it_completed_and_the_sender_sees_that(server, network, submission):

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from gateway.content.envelope import CHUNK_BYTES
 from gateway.exchange import mhd
 from gateway.exchange.compose import provide_document_bundle
 from gateway.fhir.formats import json_to_xml
@@ -101,6 +102,20 @@ def test_a_size_that_does_not_match_the_content_is_refused(server, network, bund
     attachment = entry_of(bundle, "DocumentReference")["resource"]["content"][0]["attachment"]
     attachment["size"] += 1
     assert xds_code(refused(server, network, bundle)) == "XDSNonIdenticalSize"
+
+
+@pytest.mark.parametrize(
+    "damage", ["*", "QQ=="], ids=["a character outside base64", "padding inside the text"]
+)
+def test_large_content_that_is_not_base64_is_refused(server, network, bundle, damage):
+    """Above 64 KiB the models leave base64 to the content store, which decodes it a slice of
+    one chunk at a time: padding that ends a slice but not the text is refused too."""
+    text = base64.b64encode(bytes(range(256)) * 6144).decode()  # 1.5 MiB: two slices
+    cut = CHUNK_BYTES // 3 * 4 - len(damage)  # the damage ends the first slice
+    entry_of(bundle, "Binary")["resource"]["data"] = text[:cut] + damage + text[cut:]
+    issue = refused(server, network, bundle, status=400)
+    assert xds_code(issue) == "XDSMissingDocument"
+    assert "base64" in issue["diagnostics"]
 
 
 def test_a_binary_referenced_but_missing_is_refused(server, network, bundle):

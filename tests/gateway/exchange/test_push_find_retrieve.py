@@ -331,6 +331,36 @@ def test_the_same_document_sent_twice_is_stored_once(server, network):
         assert find_by_unique_id(fhir, unique_id)["total"] == 1
 
 
+@pytest.mark.parametrize("prefer", ["return=minimal", "return=representation"])
+def test_line_wrapped_base64_larger_than_a_chunk_is_stored_byte_identical(server, network, prefer):
+    """EHR exports wrap base64 at 76 characters (MIME); FHIR allows that whitespace. Content of
+    several 1 MiB chunks is decoded a slice at a time before the transaction (minimal answer)
+    or in it (when the Binary is echoed)."""
+    content = uuid.uuid4().bytes * (160 * 1024) + b"end"  # 2.5 MiB and 3 bytes: padding at the end
+    text = base64.b64encode(content).decode()
+    wrapped = "\r\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    unique_id = f"urn:uuid:{uuid.uuid4()}"
+    bundle = provide_document_bundle(
+        content=content,
+        content_type="application/pdf",
+        bsn="999911120",
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        unique_id=unique_id,
+    )
+    binary = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary")
+    binary["resource"]["data"] = wrapped
+    with server.client(network.sender) as fhir:
+        response = fhir.post("", json=bundle, headers={"Prefer": prefer})
+        assert response.status_code == 200, response.text[:500]
+        assert [e["response"]["status"][:3] for e in response.json()["entry"][:3]] == ["201"] * 3
+    with server.client(network.recipient) as fhir:
+        attachment = find_by_unique_id(fhir, unique_id)["entry"][0]["resource"]["content"][0]
+        raw = fhir.get(f"/{attachment['attachment']['url']}", headers={"Accept": "*/*"})
+        assert raw.status_code == 200
+        assert raw.content == content
+
+
 def test_the_same_unique_id_from_another_hospital_is_another_document(server, network):
     unique_id = f"urn:uuid:{uuid.uuid4()}"
     for sender, recipient in (
