@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, null, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import FromClause
@@ -497,32 +499,34 @@ def share(
     delivery_id: str | None = None,
 ) -> None:
     """Let ``organization`` see the resources ``rids`` (with a ``delivery_id``: once that
-    delivery is admitted); those it already had stay as they were."""
+    delivery is admitted); those it already had stay as they were, also when a concurrent
+    transaction shares the same resource (two pushes about one patient) at the same moment."""
     wanted = sorted(set(rids))
     if not wanted:
         return
-    had = set(
-        conn.execute(
-            select(resource_shares.c.rid).where(
-                resource_shares.c.org_ura == organization, resource_shares.c.rid.in_(wanted)
-            )
-        ).scalars()
-    )
-    fresh = [rid for rid in wanted if rid not in had]
-    if fresh:
-        conn.execute(
-            insert(resource_shares),
-            [
-                {
-                    "rid": rid,
-                    "org_ura": organization,
-                    "created_us": now_us,
-                    "active": delivery_id is None,
-                    "delivery_id": delivery_id,
-                }
-                for rid in fresh
-            ],
-        )
+    rows = [
+        {
+            "rid": rid,
+            "org_ura": organization,
+            "created_us": now_us,
+            "active": delivery_id is None,
+            "delivery_id": delivery_id,
+        }
+        for rid in wanted
+    ]
+    conn.execute(_INSERT_SHARES[conn.dialect.name], rows)
+
+
+# A share that exists wins: on PostgreSQL a check before the insert let two transactions both
+# insert, and the second failed on the primary key.
+_INSERT_SHARES = {
+    "postgresql": postgresql_insert(resource_shares).on_conflict_do_nothing(
+        index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
+    ),
+    "sqlite": sqlite_insert(resource_shares).on_conflict_do_nothing(
+        index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
+    ),
+}
 
 
 def activate_shares(conn: Connection, delivery_id: str) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import FHIR_EXAMPLES, SHARED_DATA
+from harness import FHIR_EXAMPLES, SHARED_DATA, valid_bsns
 
 from gateway.exchange import mhd
 from gateway.exchange.compose import provide_document_bundle
@@ -451,3 +453,38 @@ def test_comprehensive_metadata_names_the_missing_element(server, network):
     with server.client(network.sender) as fhir:
         accepted = fhir.post("", json=complete)
     assert accepted.status_code == 200, accepted.text
+
+
+def test_concurrent_pushes_about_one_patient_all_succeed(server, network):
+    """Sixteen pushes at once about a patient the sender has but never sent before: each is
+    stored and the recipient sees every document. On PostgreSQL two of them once shared the
+    patient with the recipient at the same moment and one answered 500."""
+    bsn = next(valid_bsns(999_930_000))
+    with server.client(network.sender) as fhir:
+        patient = {"resourceType": "Patient", "identifier": [{"system": BSN_SYSTEM, "value": bsn}]}
+        assert fhir.post("/Patient", json=patient).status_code == 201
+    barrier = threading.Barrier(16)
+
+    def push(n: int) -> int:
+        bundle = provide_document_bundle(
+            content=f"brief {n}".encode(),
+            content_type="text/plain",
+            bsn=bsn,
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+        )
+        with server.client(network.sender) as fhir:
+            fhir.get("/metadata")  # the token first, so that the pushes start together
+            barrier.wait(timeout=30)
+            return fhir.post("", json=bundle).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(push, range(16))) == [200] * 16
+    with server.client(network.recipient) as fhir:
+        found = fhir.get(
+            "/DocumentReference",
+            params={"patient.identifier": f"{BSN_SYSTEM}|{bsn}", "_summary": "count"},
+        ).json()
+        assert found["total"] == 16
+        patients = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{bsn}"}).json()
+        assert patients["total"] == 1
