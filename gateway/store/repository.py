@@ -520,12 +520,10 @@ def share(
 # A share that exists wins: on PostgreSQL a check before the insert let two transactions both
 # insert, and the second failed on the primary key.
 _INSERT_SHARES = {
-    "postgresql": postgresql_insert(resource_shares).on_conflict_do_nothing(
+    dialect: dialect_insert(resource_shares).on_conflict_do_nothing(
         index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
-    ),
-    "sqlite": sqlite_insert(resource_shares).on_conflict_do_nothing(
-        index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
-    ),
+    )
+    for dialect, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
 }
 
 
