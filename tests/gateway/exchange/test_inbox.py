@@ -20,8 +20,7 @@ def directory_id(fhir, ura):
     return found["entry"][0]["resource"]["id"]
 
 
-@pytest.fixture
-def submission(server, network):
+def submit(server, network, type_code="57133-1"):
     """One document sent from the sender to the recipient; the transaction-response."""
     bundle = provide_document_bundle(
         content=b"%PDF-1.4 verwijsbrief",
@@ -29,13 +28,18 @@ def submission(server, network):
         bsn="999911120",
         sender=network.sender.ura,
         recipients=[network.recipient.ura],
-        type_code="57133-1",
+        type_code=type_code,
         title=f"Verwijsbrief {uuid.uuid4().hex[:6]}",
     )
     with server.client(network.sender) as fhir:
         response = fhir.post("", json=bundle)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+@pytest.fixture
+def submission(server, network):
+    return submit(server, network)
 
 
 def location(submission, position):
@@ -95,19 +99,9 @@ def test_the_recipient_finds_its_notification_and_pulls_what_it_points_at(
 def test_the_notification_task_is_a_valid_r4_task(server, network, type_code):
     """The gateway makes the Task itself from the submission's validated parts and stores it
     without validating it again: what it makes must pass the same validation as a client's."""
-    bundle = provide_document_bundle(
-        content=b"%PDF-1.4 verwijsbrief",
-        content_type="application/pdf",
-        bsn="999911120",
-        sender=network.sender.ura,
-        recipients=[network.recipient.ura],
-        type_code=type_code,
-    )
-    with server.client(network.sender) as fhir:
-        submitted = fhir.post("", json=bundle)
-        assert submitted.status_code == 200, submitted.text
+    submitted = submit(server, network, type_code)
     with server.client(network.recipient) as fhir:
-        task = inbox_task(fhir, network.recipient.ura, submitted.json())
+        task = inbox_task(fhir, network.recipient.ura, submitted)
     task.pop("meta")
     assert validate_resource(task, "Task") == task
 
