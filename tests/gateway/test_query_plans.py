@@ -4,8 +4,8 @@ Every statement of a tour through the API (CRUD, history, searches with includes
 an ITI-65 push, the recipient's inbox, ITI-67 and ITI-68, a consent, an emergency, the DPO's
 views) is traced on SQLite as it ran, with its values, and planned again with ``EXPLAIN QUERY
 PLAN``. A full scan of such a table costs more with every row stored: one of every version per
-pushed document made each ITI-65 submission slower than the one before (bench_exchange.py: 175
-submissions/s on a fresh store, 82/s after 8,000 documents).
+pushed document made each ITI-65 submission slower than the one before (wrk with the
+bench_exchange.py bundle: 175 submissions/s on a fresh store, 82/s once it held 800 MB).
 """
 
 from __future__ import annotations
