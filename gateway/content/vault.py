@@ -147,12 +147,20 @@ def seal_ahead(resource: dict[str, Any], owner_org: str | None) -> tuple[Prepare
     transaction, putting blob markers in their place. The transaction then only inserts the
     blobs (``ContentVault.insert``) and names them as presealed: decoding, hashing and
     encrypting a document no longer happen while it holds the store's write lock."""
-    sealed = []
+    return tuple(prepared for _element, prepared in _prepared_elements(resource, owner_org))
+
+
+def _prepared_elements(
+    resource: dict[str, Any], owner_org: str | None, presealed: Iterable[str] = ()
+) -> Iterator[tuple[dict[str, Any], PreparedBlob]]:
+    """Each ``data`` element not yet in a ``presealed`` blob, encrypted, its marker in place."""
+    skip = set(presealed)
     for element in list(_data_elements(resource)):
+        if blob_id_of(element["data"]) in skip:
+            continue
         prepared = prepare_base64(element["data"], owner_org)
         element["data"] = MARKER + prepared.blob_id
-        sealed.append(prepared)
-    return tuple(sealed)
+        yield element, prepared
 
 
 class ContentVault:
@@ -340,39 +348,10 @@ class ContentVault:
 
         ``presealed`` names blobs the caller stored itself and already put markers of.
         """
-        sealed: list[tuple[dict[str, Any], BlobInfo]] = []
-        for element in list(_data_elements(resource)):
-            text = element["data"]
-            if blob_id_of(text) in presealed:
-                continue
-            content = _decoded(text)
-            element["data"] = None  # the base64 text is no longer needed: let it go
-            del text
-            info = self.store(conn, content, owner_org)
-            element["data"] = MARKER + info.blob_id
-            sealed.append((element, info))
-        return sealed
-
-    def store(self, conn: Connection, content: bytes, owner_org: str | None) -> BlobInfo:
-        """Encrypt and insert content chunk by chunk, so only one encrypted chunk is held."""
-        blob_id = str(uuid.uuid4())
-        data_key = envelope.new_data_key()
-        kid, master = self.keyring.current_key()
-        info = BlobInfo(
-            blob_id,
-            len(content),
-            hashlib.sha256(content).hexdigest(),
-            base64.b64encode(_sha1(content).digest()).decode(),
-            owner_org,
-        )
-        view = memoryview(content)
-        count = max(1, -(-len(content) // envelope.CHUNK_BYTES))
-        self._insert_blob(conn, info, count, kid, envelope.wrap(master, blob_id, data_key))
-        for seq in range(count):
-            piece = view[seq * envelope.CHUNK_BYTES : (seq + 1) * envelope.CHUNK_BYTES]
-            sealed = envelope.seal_chunk(data_key, blob_id, seq, seq == count - 1, bytes(piece))
-            conn.execute(insert(blob_chunks), {"blob_id": blob_id, "seq": seq, "data": sealed})
-        return info
+        return [
+            (element, self.insert(conn, prepared))
+            for element, prepared in _prepared_elements(resource, owner_org, presealed)
+        ]
 
     def reveal(self, conn: Connection, content: bytes) -> bytes:
         """Stored resource JSON with every blob marker replaced by its content again."""
@@ -459,18 +438,6 @@ _CHUNKS_STREAMED = (
 def _sha1(data: bytes = b"") -> Any:
     # FHIR R4 Attachment.hash is SHA-1; integrity rests on SHA-256 and AES-GCM, not on it.
     return hashlib.sha1(data, usedforsecurity=False)
-
-
-def _decoded(text: str) -> bytes:
-    """Strict base64; whitespace (allowed in FHIR base64Binary) is removed only if present."""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidResource("A data element is not valid base64", code="value") from None
 
 
 def _now_us() -> int:
