@@ -19,6 +19,7 @@ from gateway.api.auth_routes import router as auth_router
 from gateway.api.dispatch import MethodDepthRouter
 from gateway.api.fhir_routes import routes as fhir_routes
 from gateway.api.fhir_routes import transaction_or_batch
+from gateway.api.heap import settle_after_startup
 from gateway.api.negotiation import error_response, request_id_of
 from gateway.auth.app_launch import AppLaunch
 from gateway.auth.backend_services import BackendServices
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.delivery_worker
             else None
         )
+        settle_after_startup()
         yield
         stop.set()
         if worker is not None:
