@@ -19,7 +19,8 @@ of the content, hashing, shares, notification Tasks, the outbox, content negotia
 ``FLOOR_DATABASE_URL`` names the store, as for ``bench/floor_app.py``; its driver picks the
 variant: async (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``, SQLAlchemy asyncio) or sync
 (``sqlite://``, ``postgresql+psycopg://``, each request's transaction on a worker thread, as
-the gateway does). SQLite runs in WAL mode with synchronous=NORMAL, like the gateway.
+the gateway does). SQLite runs in WAL mode with synchronous=NORMAL, like the gateway, and the
+garbage collector is set as the gateway sets it once started (``gateway/api/heap.py``).
 
 Run: python -m uvicorn exchange_floor_app:create_app --factory --app-dir bench ...
 """
@@ -50,6 +51,8 @@ from sqlalchemy import (
     insert,
     select,
 )
+
+from gateway.api.heap import settle_after_startup
 
 FHIR_JSON = "application/fhir+json"
 
@@ -137,6 +140,7 @@ def create_app() -> FastAPI:
         store = _Store(url)
         await store.start()
         app.state.store = store
+        settle_after_startup()  # the gateway's collector settings: the ratio compares the apps
         yield
         await store.stop()
 

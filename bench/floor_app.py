@@ -11,7 +11,8 @@ FLOOR_DATABASE_URL names the store; its driver picks the variant:
   statement run on a worker thread (one thread hop per request, as the gateway does since it
   moved to synchronous drivers).
 
-SQLite runs in WAL mode with synchronous=NORMAL, like the gateway.
+SQLite runs in WAL mode with synchronous=NORMAL, like the gateway, and the garbage collector is
+set as the gateway sets it once started (``gateway/api/heap.py``).
 
 Run: python -m uvicorn floor_app:create_app --factory --app-dir bench ...
 """
@@ -44,6 +45,8 @@ from sqlalchemy import (
     insert,
     select,
 )
+
+from gateway.api.heap import settle_after_startup
 
 FHIR_JSON = "application/fhir+json"
 ASYNC_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -164,6 +167,7 @@ def create_app() -> FastAPI:
         store = _AsyncStore(url) if is_async(url) else _SyncStore(url)
         await store.start()
         app.state.store = store
+        settle_after_startup()  # the gateway's collector settings: the ratio compares the apps
         yield
         await store.stop()
 
