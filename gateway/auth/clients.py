@@ -97,7 +97,9 @@ def disable_client(conn: Connection, client_id: str) -> bool:
     return bool(result.rowcount)
 
 
-_DISABLED = DriverQuery("SELECT disabled FROM system_clients WHERE client_id = ?")
+# Whether a client is disabled, by client_id (NULL: no such client).
+DISABLED_SQL = "SELECT disabled FROM system_clients WHERE client_id = ?"
+_DISABLED = DriverQuery(DISABLED_SQL)
 
 
 def is_active(conn: Connection, client_id: str) -> bool:

@@ -103,7 +103,9 @@ def disable_user(conn: Connection, username: str) -> bool:
     return bool(result.rowcount)
 
 
-_DISABLED = DriverQuery("SELECT disabled FROM users WHERE user_id = ?")
+# Whether a person's account is disabled, by user_id (NULL: no such account).
+DISABLED_SQL = "SELECT disabled FROM users WHERE user_id = ?"
+_DISABLED = DriverQuery(DISABLED_SQL)
 
 
 def is_active_user(conn: Connection, user_id: str) -> bool:

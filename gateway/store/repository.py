@@ -93,18 +93,45 @@ _LOCK_CURRENT = _SELECT_CURRENT.with_for_update()
 
 
 # Every read starts here: on the driver's cursor (see gateway.store.driver_sql).
+_CURRENT_COLUMNS = (
+    "rid, res_type, res_id, version, last_updated_us, deleted, content, owner_org, sealed, "
+    "NULL, patient_key, patient_ref, data_category, data_date_us"
+)
 _CURRENT_BY_ID = DriverQuery(
-    "SELECT rid, res_type, res_id, version, last_updated_us, deleted, content, owner_org, "
-    "sealed, NULL, patient_key, patient_ref, data_category, data_date_us "
-    "FROM resources WHERE res_type = ? AND res_id = ?"
+    f"SELECT {_CURRENT_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?"  # noqa: S608
 )
 
 
 def current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
     """The current version (possibly a deletion) of a resource, or None if it never existed."""
     row = _CURRENT_BY_ID.first(conn, res_type, res_id)
-    if row is None:
-        return None
+    return None if row is None else _stored(row)
+
+
+def current_beside(
+    conn: Connection, res_type: str, res_id: str, scalar_sql: str, scalar_value: Any
+) -> tuple[Any, StoredVersion | None]:
+    """The value of a one-value query (``scalar_sql``, one parameter, constant SQL of our own)
+    and ``current``, in one statement: reads by key ask for an account's state on every request,
+    and on PostgreSQL each statement is a round trip."""
+    row = _beside(scalar_sql).first(conn, scalar_value, res_type, res_id)
+    assert row is not None, "the statement always answers one row"
+    return row[0], None if row[1] is None else _stored(row[1:])
+
+
+@functools.lru_cache(maxsize=8)
+def _beside(scalar_sql: str) -> DriverQuery:
+    # One row whether or not the resource exists: the resource's columns are NULL if it does not.
+    columns = ", ".join(
+        f"resources.{c}" if c != "NULL" else c for c in _CURRENT_COLUMNS.split(", ")
+    )
+    return DriverQuery(
+        f"SELECT ({scalar_sql}), {columns} FROM (SELECT 1) AS one "  # noqa: S608 - our schema
+        "LEFT JOIN resources ON resources.res_type = ? AND resources.res_id = ?"
+    )
+
+
+def _stored(row: tuple[Any, ...]) -> StoredVersion:
     values = list(row)
     values[5], values[8] = bool(values[5]), bool(values[8])  # SQLite hands back 0 or 1
     return StoredVersion(*values)

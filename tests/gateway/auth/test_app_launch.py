@@ -140,9 +140,11 @@ def test_a_disabled_persons_token_stops_working_at_once(server, people):
     token = exchange(server, app, code, verifier).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{server.fhir}/Patient", headers=headers).status_code == 200
+    assert httpx.get(f"{server.fhir}/Patient/not-there", headers=headers).status_code == 404
     assert "disabled dr.vertrokken" in cli(server, "users", "disable", "dr.vertrokken")
-    refused = httpx.get(f"{server.fhir}/Patient", headers=headers)
-    assert refused.status_code == 401 and "disabled" in refused.text
+    for path in ("/Patient", "/Patient/not-there"):  # a search and a read by id
+        refused = httpx.get(f"{server.fhir}{path}", headers=headers)
+        assert refused.status_code == 401 and "disabled" in refused.text, path
 
 
 def test_wrong_verifier_spends_the_code(server, people):

@@ -108,15 +108,34 @@ def test_unknown_and_disabled_clients_are_refused(server, hospital):
     rejected(ask(server, stranger.assertion(server.token_url)))
 
     victim = server.hospital("90000103", "Disabled Hospital")
-    token = ask(server, victim.assertion(server.token_url)).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(f"{server.fhir}/Patient", headers=headers).status_code == 200
+    granted = ask(server, victim.assertion(server.token_url), scope="system/*.cruds")
+    headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+    patient = httpx.post(
+        f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=headers
+    ).headers["Location"]
+    document = httpx.post(
+        f"{server.fhir}/Binary",
+        content=b"%PDF-1.4 a letter",
+        headers=headers | {"Content-Type": "application/pdf"},
+    ).headers["Location"]
+    # Search, read by id (found and not), and ITI-68 retrieve: each asks about the client.
+    paths = [
+        "/Patient",
+        patient.split("/fhir")[1].split("/_history")[0],
+        "/Patient/not-there",
+        document.split("/fhir")[1].split("/_history")[0],
+    ]
+    answers = [httpx.get(f"{server.fhir}{path}", headers=headers) for path in paths]
+    assert [a.status_code for a in answers] == [200, 200, 404, 200]
+    assert answers[3].content == b"%PDF-1.4 a letter"
     db = Database(server.settings.database_url, threads=1)
     try:
         assert db.write_now(lambda conn: disable_client(conn, victim.client_id))
     finally:
         db.engine.dispose()
-    assert httpx.get(f"{server.fhir}/Patient", headers=headers).status_code == 401  # at once
+    for path in paths:  # at once, whether or not the resource exists
+        refused = httpx.get(f"{server.fhir}{path}", headers=headers)
+        assert refused.status_code == 401 and "disabled" in refused.text, path
     rejected(ask(server, victim.assertion(server.token_url)))
 
 
