@@ -521,6 +521,8 @@ class ResourceService:
     ) -> StoredVersion | None:
         """``_guarded``'s account check and the current version of a resource, asked in one
         statement, the check judged before the version is used."""
+        if not ID_PATTERN.match(res_id):  # no resource has it (PostgreSQL refuses NUL bytes)
+            return ResourceService._guarded(conn, ctx, lambda _conn: None)
         account = _ACCOUNT_STATE.get(ctx.actor.kind)
         if account is None:  # the operator's console: no account to check
             return repository.current(conn, res_type, res_id)
