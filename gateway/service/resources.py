@@ -383,6 +383,7 @@ class ResourceService:
         finish: Callable[[Connection, T], U],
         heavy: Callable[[T], bool],
     ) -> U:
+        """``_lookup`` of ``work`` after ``_guarded``'s account check."""
         return await self._lookup(
             ctx, lambda conn: self._guarded(conn, ctx, work), interaction, finish, heavy
         )
