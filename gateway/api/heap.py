@@ -16,10 +16,10 @@ def settle_after_startup() -> None:
     """Freeze what startup loaded and collect young objects less often, once per process.
 
     Startup leaves ~140,000 long-lived objects (the FHIR models, SQLAlchemy's metadata, the
-    routes). Every full collection walked them all: on a store of 100,000 resources, reads of
-    one gateway process under load ran 13 full collections of ~90 ms each in 8 s (measured with
-    ``gc.callbacks``), which stalled every request in flight. Frozen, they are never walked;
-    objects made later are collected as before.
+    routes). Every full collection walked them all: on a store of 100,000 resources, one gateway
+    process ran 13 full collections of ~93 ms each during a warm-up and 8 s of reads under load
+    (measured with ``gc.callbacks``), each stalling every request in flight. Frozen, they are
+    never walked; objects made later are collected as before.
     """
     global _settled
     if _settled:
