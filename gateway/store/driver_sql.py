@@ -27,6 +27,11 @@ class DriverQuery:
         self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
         self._options = {"binary": True} if binary else {}
 
+    @property
+    def sql(self) -> str:
+        """The statement, with ``?`` for each parameter (to build larger statements of)."""
+        return self._sql["qmark"]
+
     def first(self, conn: Connection, *parameters: Any) -> tuple[Any, ...] | None:
         """The first row, or None."""
 

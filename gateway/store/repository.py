@@ -215,17 +215,8 @@ def insert_resource(
         res_id,
         *_resource_row(1, last_updated_us, content, owner_org, patient_ref, sealed, consent),
     )
-    if not client_id:
-        rid = _one(_INSERT_RESOURCE.first(conn, *values))
-    else:
-        try:
-            with conn.begin_nested():
-                rid = _one(_INSERT_RESOURCE.first(conn, *values))
-        except IntegrityError:
-            raise DuplicateId(f"{res_type}/{res_id}") from None
-    _append_version(
-        conn,
-        rid,
+    version = _version_row(
+        None,
         res_type,
         res_id,
         1,
@@ -237,7 +228,25 @@ def insert_resource(
         patient_ref,
         consent,
     )
-    _insert_index(conn, rid, index)
+    postgres = conn.dialect.name == "postgresql"
+
+    def insert() -> int:
+        if postgres:  # the row, its first version and its index rows: one round trip
+            return _one(_CREATE_PG.first(conn, *values, *version[1:], *_index_arrays(index)))
+        return _one(_INSERT_RESOURCE.first(conn, *values))
+
+    if not client_id:
+        rid = insert()
+    else:
+        try:
+            with conn.begin_nested():
+                rid = insert()
+        except IntegrityError:
+            raise DuplicateId(f"{res_type}/{res_id}") from None
+    if not postgres:
+        _INSERT_VERSION.run(conn, rid, *version[1:])
+        _insert_index(conn, rid, index)
+    _note_version(conn, rid, version)
     return rid
 
 
@@ -259,13 +268,12 @@ def write_version(
     row = _resource_row(
         new_version, last_updated_us, content, owner_org, patient_ref, sealed, consent
     )
-    _UPDATE_RESOURCE.run(conn, *row, previous.rid)
+    rid = previous.rid
     if content is None:  # a deletion is about the patient the resource was about
         patient_ref = previous.patient_ref
         consent = ConsentColumns(previous.patient_key, previous.data_category, None)
-    _append_version(
-        conn,
-        previous.rid,
+    version = _version_row(
+        rid,
         previous.res_type,
         previous.res_id,
         new_version,
@@ -277,16 +285,22 @@ def write_version(
         patient_ref,
         consent,
     )
-    for drop in _DELETE_INDEX:
-        drop.run(conn, previous.rid)
-    if index is not None:
-        _insert_index(conn, previous.rid, index)
+    if conn.dialect.name == "postgresql":  # one round trip; a deletion inserts no index rows
+        arrays = _index_arrays(index if index is not None else IndexRows())
+        _UPDATE_PG.run(conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), *arrays)
+    else:
+        _UPDATE_RESOURCE.run(conn, *row, rid)
+        _INSERT_VERSION.run(conn, *version)
+        for drop in _DELETE_INDEX:
+            drop.run(conn, rid)
+        if index is not None:
+            _insert_index(conn, rid, index)
+    _note_version(conn, rid, version)
     return new_version
 
 
-def _append_version(
-    conn: Connection,
-    rid: int,
+def _version_row(
+    rid: int | None,
     res_type: str,
     res_id: str,
     version_id: int,
@@ -297,7 +311,8 @@ def _append_version(
     sealed: bool,
     patient_ref: str | None,
     consent: ConsentColumns,
-) -> None:
+) -> tuple[Any, ...]:
+    """The values of ``_VERSION_COLUMNS`` (``rid`` first), placed by name."""
     values = {
         "rid": rid,
         "res_type": res_type,
@@ -311,33 +326,42 @@ def _append_version(
         "patient_ref": patient_ref,
         **vars(consent),
     }
-    _INSERT_VERSION.run(conn, *(values[c] for c in _VERSION_COLUMNS))
+    return tuple(values[c] for c in _VERSION_COLUMNS)
+
+
+def _note_version(conn: Connection, rid: int, version: tuple[Any, ...]) -> None:
+    """Tell the audit scope of the transaction about a version just written."""
+    v = dict(zip(_VERSION_COLUMNS, version, strict=True))
     note_write(
         conn,
         Touch(
-            _ACTIONS[method],
-            f"{res_type}/{res_id}/_history/{version_id}",
-            owner_org,
-            consent.patient_key,
-            patient_ref,
-            consent.data_category,
-            consent.data_date_us,
+            _ACTIONS[v["method"]],
+            f"{v['res_type']}/{v['res_id']}/_history/{v['version']}",
+            v["owner_org"],
+            v["patient_key"],
+            v["patient_ref"],
+            v["data_category"],
+            v["data_date_us"],
             rid,
         ),
     )
 
 
-def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
+def _index_arrays(index: IndexRows) -> list[Any]:
+    """PostgreSQL: per index table in ``_INSERT_INDEX`` order, one array of each column's
+    values (a batch per table cost the gateway more CPU in psycopg than the rows cost
+    PostgreSQL)."""
     by_kind = index.by_kind()
-    if conn.dialect.name == "postgresql":
-        # One statement for every index table, each column's values one array parameter: a
-        # batch per table cost the gateway more CPU in psycopg than the rows cost PostgreSQL.
-        values: list[Any] = []
-        for kind, (columns, _) in _INSERT_INDEX.items():
-            rows = by_kind[kind]
-            values += [rid, *([row[c] for row in rows] for c in columns)]
-        _INSERT_INDEX_PG.run(conn, *values)
-        return
+    values: list[Any] = []
+    for kind, (columns, _) in _INSERT_INDEX.items():
+        rows = by_kind[kind]
+        values += ([row[c] for row in rows] for c in columns)
+    return values
+
+
+def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
+    """SQLite: the index rows of one resource, a batch per table."""
+    by_kind = index.by_kind()
     for kind, rows in by_kind.items():
         if rows:
             columns, statement = _INSERT_INDEX[kind]
@@ -416,22 +440,39 @@ def _index_insert(table: Table) -> tuple[tuple[str, ...], DriverQuery]:
     return columns, insert_into(table.name, ("rid", *columns))
 
 
-def _index_insert_pg() -> DriverQuery:
-    """All index rows of one resource in one PostgreSQL statement: per table, the row key and
-    an array of each column's values (``unnest`` makes the rows), in ``_INSERT_INDEX`` order."""
+def _index_inserts_pg(rid: str) -> list[str]:
+    """PostgreSQL: WITH items inserting one resource's index rows, row key ``rid`` (SQL), then
+    per table an array of each column's values (``unnest`` makes the rows)."""
     inserts = []
     for table in INDEX_TABLES.values():
         columns = [c for c in table.columns if c.name != "rid"]
         names = ", ".join(c.name for c in columns)
         inserts.append(
             f"ins_{table.name} AS (INSERT INTO {table.name} (rid, {names}) "  # noqa: S608 - our schema
-            f"SELECT ?, * FROM {unnest_rows(columns)})"
+            f"SELECT {rid}, * FROM {unnest_rows(columns)})"
         )
-    return DriverQuery(f"WITH {', '.join(inserts)} SELECT 1")
+    return inserts
 
 
+# PostgreSQL writes a resource's row, its version and its index rows in one statement (the
+# sub-statements of a WITH all run, on one snapshot): each statement cost the gateway more
+# CPU in psycopg than the rows cost the database, and a round trip.
+_NEW_RID = "(SELECT rid FROM created)"
+_FIRST_VERSION = _INSERT_VERSION.sql.replace("VALUES (?", f"VALUES ({_NEW_RID}", 1)
+_CREATE_PG = DriverQuery(
+    f"WITH created AS ({_INSERT_RESOURCE.sql}), first_version AS ({_FIRST_VERSION}), "  # noqa: S608
+    f"{', '.join(_index_inserts_pg(_NEW_RID))} SELECT rid FROM created"
+)
+_DELETE_INDEX_PG = ", ".join(
+    f"del_{table.name} AS (DELETE FROM {table.name} WHERE rid = ?)"  # noqa: S608 - our schema
+    for table in INDEX_TABLES.values()
+)
+_UPDATE_PG = DriverQuery(
+    f"WITH updated AS ({_UPDATE_RESOURCE.sql} RETURNING rid), "  # noqa: S608 - our schema
+    f"next_version AS ({_INSERT_VERSION.sql}), {_DELETE_INDEX_PG}, "
+    f"{', '.join(_index_inserts_pg('(SELECT rid FROM updated)'))} SELECT 1"
+)
 _INSERT_INDEX = {kind: _index_insert(table) for kind, table in INDEX_TABLES.items()}
-_INSERT_INDEX_PG = _index_insert_pg()
 _DELETE_INDEX = tuple(
     DriverQuery(f"DELETE FROM {table.name} WHERE rid = ?")  # noqa: S608 - our own table names
     for table in INDEX_TABLES.values()
@@ -531,6 +572,9 @@ def share(
     wanted = sorted(set(rids))
     if not wanted:
         return
+    if conn.dialect.name == "postgresql":  # one statement, not one per resource
+        _SHARE_PG.run(conn, organization, now_us, delivery_id is None, delivery_id, wanted)
+        return
     rows = [
         {
             "rid": rid,
@@ -546,6 +590,11 @@ def share(
 
 # A share that exists wins: on PostgreSQL a check before the insert let two transactions both
 # insert, and the second failed on the primary key.
+_SHARE_PG = DriverQuery(
+    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id) "
+    "SELECT rid, ?, ?::bigint, ?::boolean, ?::text FROM unnest(?::bigint[]) AS rid "
+    "ON CONFLICT (rid, org_ura) DO NOTHING"
+)
 _INSERT_SHARES = {
     dialect: dialect_insert(resource_shares).on_conflict_do_nothing(
         index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
