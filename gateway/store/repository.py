@@ -632,6 +632,10 @@ def shared_with(conn: Connection, rid: int) -> list[str]:
 def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> None:
     """Give a stored resource, and its current version, its consent columns (e.g. a Binary,
     once its document is known); each version is judged by its own columns."""
+    if conn.dialect.name == "postgresql":  # both rows in one round trip
+        columns = (consent.patient_key, consent.data_category, consent.data_date_us)
+        _SET_CONSENT_COLUMNS_PG.run(conn, *columns, rid, *columns)
+        return
     values = {
         "the_rid": rid,
         "key": consent.patient_key,
@@ -663,6 +667,15 @@ _SET_CONSENT_COLUMNS = (
         )
     )
     .values(**_CONSENT_VALUES),
+)
+
+
+_SET_CONSENT_COLUMNS_PG = DriverQuery(
+    "WITH attributed AS (UPDATE resources SET patient_key = ?, data_category = ?, "
+    "data_date_us = ? WHERE rid = ? RETURNING res_type, res_id, version) "
+    "UPDATE resource_versions AS v SET patient_key = ?, data_category = ?, data_date_us = ? "
+    "FROM attributed AS a "
+    "WHERE v.res_type = a.res_type AND v.res_id = a.res_id AND v.version = a.version"
 )
 
 
