@@ -91,10 +91,10 @@ def _element_type(column: Column[Any]) -> str:
 
 
 def json_rows(columns: Sequence[Column[Any]]) -> str:
-    """``json_to_recordset(…)`` of one JSON parameter (an array of objects keyed by column
-    name) as the rows ``json_rows(…).<column>`` for PostgreSQL: any number of rows in one
-    value, which psycopg dumps as one string (arrays it checks and dumps element by element,
-    the larger cost of a create)."""
+    """PostgreSQL: a row source named ``json_rows`` with ``columns``, made by
+    ``json_to_recordset`` of one JSON parameter (an array of objects keyed by column name).
+    Any number of rows travel as one string; arrays psycopg checks and dumps element by
+    element, which cost the gateway more than the rows cost PostgreSQL."""
     typed = ", ".join(f'"{c.name}" {_element_type(c)}' for c in columns)
     return f"json_to_recordset(?::json) AS json_rows({typed})"
 

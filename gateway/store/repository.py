@@ -233,7 +233,7 @@ def insert_resource(
 
     def insert() -> int:
         if postgres:  # the row, its first version and its index rows: one round trip
-            return _one(_CREATE_PG.first(conn, *values, *version[1:], *_index_arrays(index)))
+            return _one(_CREATE_PG.first(conn, *values, *version[1:], *_index_json(index)))
         return _one(_INSERT_RESOURCE.first(conn, *values))
 
     if not client_id:
@@ -287,8 +287,8 @@ def write_version(
         consent,
     )
     if conn.dialect.name == "postgresql":  # one round trip; a deletion inserts no index rows
-        arrays = _index_arrays(index if index is not None else IndexRows())
-        _UPDATE_PG.run(conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), *arrays)
+        rows = _index_json(index if index is not None else IndexRows())
+        _UPDATE_PG.run(conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), *rows)
     else:
         _UPDATE_RESOURCE.run(conn, *row, rid)
         _INSERT_VERSION.run(conn, *version)
@@ -348,7 +348,7 @@ def _note_version(conn: Connection, rid: int, version: tuple[Any, ...]) -> None:
     )
 
 
-def _index_arrays(index: IndexRows) -> list[str]:
+def _index_json(index: IndexRows) -> list[str]:
     """PostgreSQL: per index table in ``_INSERT_INDEX`` order, its rows as one JSON array
     (``json_rows``; a batch per table cost the gateway more CPU in psycopg than the rows cost
     PostgreSQL, and so did an array per column)."""
@@ -438,8 +438,8 @@ def _index_insert(table: Table) -> tuple[tuple[str, ...], DriverQuery]:
 
 
 def _index_inserts_pg(rid: str) -> list[str]:
-    """PostgreSQL: WITH items inserting one resource's index rows, row key ``rid`` (SQL), then
-    per table an array of each column's values (``unnest`` makes the rows)."""
+    """PostgreSQL: WITH items inserting one resource's index rows under the row key ``rid`` (an
+    SQL expression), each table's rows from one JSON parameter (``json_rows``)."""
     inserts = []
     for table in INDEX_TABLES.values():
         columns = [c for c in table.columns if c.name != "rid"]

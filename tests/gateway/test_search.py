@@ -171,6 +171,54 @@ def test_id_and_last_updated(fhir):
     )
 
 
+def test_an_update_replaces_every_kind_of_index_row_and_a_delete_leaves_no_match(fhir):
+    """An update is found by its new values only (string, token, date, reference), and a
+    deleted resource by none: on PostgreSQL one statement writes the row, its version and
+    its index rows, and replaces the old index rows."""
+    tag, old_bsn, new_bsn = unique(), unique(), unique()
+    p = make_patient(fhir, f"Before{tag}", bsn=old_bsn, birth="1950-01-01")
+    other = make_patient(fhir, f"Other{tag}")
+    obs = make_observation(fhir, p["id"], "718-7", "2020-01-01")
+    updated = {
+        **{k: v for k, v in p.items() if k != "meta"},
+        "name": [{"family": f"After{tag}", "given": ["Anna"]}],
+        "identifier": [{"system": BSN, "value": new_bsn}],
+        "birthDate": "1960-06-06",
+    }
+    assert fhir.put(f"/Patient/{p['id']}", json=updated).status_code == 200
+    moved = {**{k: v for k, v in obs.items() if k != "meta"}}
+    moved["subject"] = {"reference": f"Patient/{other['id']}"}
+    moved["code"] = {"coding": [{"system": LOINC, "code": "2345-7"}]}
+    assert fhir.put(f"/Observation/{obs['id']}", json=moved).status_code == 200
+
+    def found(res_type, **params):
+        response = fhir.get(f"/{res_type}", params=params)
+        assert response.status_code == 200, response.text
+        return ids(response.json())
+
+    assert found("Patient", family=f"Before{tag}") == set()
+    assert found("Patient", family=f"After{tag}") == {p["id"]}
+    assert found("Patient", identifier=f"{BSN}|{old_bsn}") == set()
+    assert found("Patient", identifier=f"{BSN}|{new_bsn}") == {p["id"]}
+    assert found("Patient", family=f"After{tag}", birthdate="1950-01-01") == set()
+    assert found("Patient", family=f"After{tag}", birthdate="1960-06-06") == {p["id"]}
+    assert found("Observation", subject=f"Patient/{p['id']}") == set()
+    assert found("Observation", subject=f"Patient/{other['id']}", code=f"{LOINC}|2345-7") == {
+        obs["id"]
+    }
+    assert found("Observation", subject=f"Patient/{other['id']}", code=f"{LOINC}|718-7") == set()
+    history = fhir.get(f"/Patient/{p['id']}/_history").json()
+    assert [e["resource"]["name"][0]["family"] for e in history["entry"]] == [
+        f"After{tag}",
+        f"Before{tag}",
+    ]
+
+    assert fhir.delete(f"/Patient/{p['id']}").status_code in (200, 204)
+    assert found("Patient", family=f"After{tag}") == set()
+    assert found("Patient", identifier=f"{BSN}|{new_bsn}") == set()
+    assert fhir.get(f"/Patient/{p['id']}").status_code == 410
+
+
 @pytest.mark.parametrize("total", [None, "accurate"])
 def test_paging_links_cover_every_match_once_even_under_writes(server, fhir, total):
     tag = unique()
