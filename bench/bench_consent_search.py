@@ -1153,11 +1153,13 @@ def main(argv: list[str] | None = None) -> int:
     if not _have("asyncpg"):  # bench/run.py administers PostgreSQL with asyncpg
         core._pg_execute = _psycopg_execute
     backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
+    speed = core.machine_speed()
     log(
         f"Zorgbrug consent search benchmark: {', '.join(backends)}; {opts.patients} patients x "
         f"{opts.observations} Observations, {opts.consent_share:.0%} with consent; load "
         f"generator {kind} ({opts.threads} threads, {opts.connections} connections, "
-        f"{opts.warmup:g}s + {opts.duration:g}s); {opts.rounds} rounds"
+        f"{opts.warmup:g}s + {opts.duration:g}s); {opts.rounds} rounds; machine speed {speed} s "
+        "(run.py machine_speed)"
     )
     with tempfile.TemporaryDirectory(prefix="zorgbrug-bench-consent-") as tmp_name:
         tmp = Path(tmp_name)
@@ -1219,8 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+    backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
+    speed = core.machine_speed()
+    log(
+        f"Zorgbrug consent search benchmark
         "git": core._git_describe(),
         "settings": {
             "load_generator": kind,

@@ -781,13 +781,14 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
     if not _have("asyncpg"):  # bench/run.py administers PostgreSQL with asyncpg
         core._pg_execute = _psycopg_execute
+    speed = core.machine_speed()
     opts.pdf = opts.pdf.read_bytes() if opts.pdf else make_pdf(opts.pdf_kib * 1024)
     opts.template = bundle_template(opts.pdf)
     log(
         f"Zorgbrug exchange benchmark: {', '.join(backends)}; load generator {kind} "
         f"({opts.threads} threads, {opts.connections} connections, {opts.warmup:g}s warm-up + "
         f"{opts.duration:g}s per measurement); {len(opts.pdf)}-byte PDF, "
-        f"{len(opts.template)}-byte ITI-65 body"
+        f"{len(opts.template)}-byte ITI-65 body; machine speed {speed} s (run.py machine_speed)"
     )
     with tempfile.TemporaryDirectory(prefix="zorgbrug-bench-exchange-") as tmp_name:
         opts.tmp = Path(tmp_name)
@@ -841,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "speed_s": speed,
         },
         "git": core._git_describe(),
         "settings": {

@@ -1332,10 +1332,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return opts
 
 
+def machine_speed() -> float:
+    """Seconds one fixed pure-Python loop takes here now (best of three): the same code took
+    0.66 s on one session's machine and other figures of that session were ~1.5x those of
+    another, so a figure compares across runs only beside this one."""
+    times = []
+    for _ in range(3):
+        begun = time.perf_counter()
+        sum(i * i for i in range(10_000_000))
+        times.append(time.perf_counter() - begun)
+    return round(min(times), 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     started = time.perf_counter()
     report = Report()
+    speed = machine_speed()
     RESULTS_DIR.mkdir(exist_ok=True)
     kind = choose_load_generator(opts.loadgen, report)
     profiler = Profiler(opts.profile, report)
@@ -1343,7 +1356,8 @@ def main(argv: list[str] | None = None) -> int:
     log(
         f"Zorgbrug benchmark: {', '.join(backends)}; load generator {kind} "
         f"({opts.threads} threads, {opts.connections} connections, {opts.warmup:g}s warm-up + "
-        f"{opts.duration:g}s per measurement); store of {opts.resources} resources"
+        f"{opts.duration:g}s per measurement); store of {opts.resources} resources; "
+        f"machine speed {speed} s (bench/run.py machine_speed, lower is faster)"
     )
     with tempfile.TemporaryDirectory(prefix="zorgbrug-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -1387,6 +1401,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for warning in report.warnings:
         print(f"warning: {warning}")
+    print(f"machine speed {speed} s at the start (a fixed Python loop; lower is faster)")
     print(f"total time {elapsed / 60:.1f} min; results in {opts.output}")
     document = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -1395,6 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "speed_s": speed,
         },
         "git": _git_describe(),
         "gateway_ref": opts.gateway_ref or "working tree",
