@@ -1221,10 +1221,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-    backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
-    speed = core.machine_speed()
-    log(
-        f"Zorgbrug consent search benchmark
+            "python": platform.python_version(),
+            "speed_s": speed,
+        },
         "git": core._git_describe(),
         "settings": {
             "load_generator": kind,
