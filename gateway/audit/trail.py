@@ -16,14 +16,13 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.audit.chain import CheckpointPolicy, append, checkpoint_now, rows_of
+from gateway.audit.chain import REFUSED, CheckpointPolicy, append, checkpoint_now, rows_of
 from gateway.audit.event import AuditFacts
 from gateway.audit.signing import CheckpointSigner
 from gateway.errors import AuditUnavailable
 from gateway.store.database import Database
 
 log = logging.getLogger("zorgbrug.audit")
-REFUSED = "The access could not be recorded in the audit log, so it was refused"
 
 
 class AuditTrail:

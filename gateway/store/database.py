@@ -81,10 +81,12 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction that writes (on SQLite it locks up front, and shares
-        the transaction with the writes waiting at the same moment, ``GroupCommitWriter``)."""
+        the transaction with the writes waiting at the same moment, ``GroupCommitWriter``;
+        on PostgreSQL ``work`` may leave the statement that goes with the COMMIT,
+        ``defer_to_commit``)."""
         if self._group is not None:
             return await self._group.write(work)
-        return await self._run(self._in_transaction, self._writer, work)
+        return await self._run(self._in_write_transaction, work)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one read transaction (one consistent snapshot)."""
@@ -157,9 +159,35 @@ class Database:
         with engine.begin() as conn:
             return work(conn)
 
+    def _in_write_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self._writer.begin() as conn:
+            conn.info[_COMMIT_STEP] = None  # this transaction takes one
+            try:
+                value = work(conn)
+                step = conn.info.get(_COMMIT_STEP)
+                if step is not None:
+                    step(conn)
+            finally:
+                del conn.info[_COMMIT_STEP]
+            return value
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+
+_COMMIT_STEP = "zorgbrug_commit_step"
+
+
+def defer_to_commit(conn: Connection, step: Callable[[Connection], None]) -> bool:
+    """Have ``step`` end the transaction of ``conn``: it runs after the transaction's work and
+    must COMMIT it (``DriverQuery.first_then_commit``); what it runs after that is committed
+    when the transaction ends. True when the transaction takes the step: a PostgreSQL
+    ``Database.write`` that has none yet; otherwise the caller runs its statements at once."""
+    if conn.info.get(_COMMIT_STEP, False) is not None:
+        return False
+    conn.info[_COMMIT_STEP] = step
+    return True
 
 
 def plan_for_values(conn: Connection) -> None:

@@ -51,6 +51,23 @@ class DriverQuery:
 
         return [tuple(row) for row in self._execute(conn, fetch)]
 
+    def first_then_commit(self, conn: Connection, *parameters: Any) -> tuple[Any, ...] | None:
+        """PostgreSQL: ``first``, and COMMIT the transaction in the same round trip (psycopg's
+        pipeline), so that no work of this process, nor its wait for the GIL, comes between
+        the statement and the COMMIT: the row locks it takes are held only while PostgreSQL
+        works. SQLAlchemy's own COMMIT then finds no transaction and does nothing."""
+        raw = conn.connection.driver_connection
+        assert raw is not None
+
+        def fetch(cursor: Any, sql: str) -> Any:
+            with raw.pipeline():
+                cursor.execute(sql, parameters, **self._driver_options(conn))
+                raw.commit()
+            return cursor.fetchone()
+
+        row = self._execute(conn, fetch)
+        return tuple(row) if row is not None else None
+
     def run(self, conn: Connection, *parameters: Any) -> None:
         self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters))
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -259,3 +260,59 @@ def test_a_purge_keeps_the_chain_verifiable_and_records_itself(gateway):
     refuses_changes(gateway, lines[-1]["sequence"])  # the purge put the guards back
     tamper(gateway, f"DELETE FROM audit_events WHERE seq = {lines[0]['sequence']}")
     assert gateway.cli("audit", "verify").returncode == 3
+
+
+def test_concurrent_writes_of_two_gateways_form_one_unbroken_chain(gateway):
+    """Writes racing in two gateways on one store each get their own sequence number, chained
+    to the record before, whichever gateway wrote that one."""
+    second = LiveServer(gateway.settings, gateway.backend).start()
+    try:
+        clients = [gateway.client(), second.client()]
+        first_seq = last_seq(gateway)
+
+        def create(n: int) -> int:
+            basic = {"resourceType": "Basic", "code": {"text": f"race {n}"}}
+            return clients[n % 2].post("/Basic", json=basic).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(create, range(64)))
+        assert statuses == [201] * 64
+    finally:
+        for client in clients:
+            client.close()
+        second.stop()
+    engine = create_engine(to_sync_url(str(gateway.settings.database_url)))
+    try:
+        with engine.connect() as conn:
+            seqs = list(
+                conn.execute(
+                    text("SELECT seq FROM audit_events WHERE seq > :first ORDER BY seq"),
+                    {"first": first_seq},
+                ).scalars()
+            )
+            assert seqs == list(range(first_seq + 1, first_seq + 1 + len(seqs)))
+            creates = conn.execute(
+                text("SELECT count(*) FROM audit_events WHERE seq > :first AND action = 'C'"),
+                {"first": first_seq},
+            ).scalar_one()
+            assert creates == 64
+    finally:
+        engine.dispose()
+    run = gateway.cli("audit", "verify")
+    assert run.returncode == 0 and "intact" in run.stdout, (run.stdout, run.stderr)
+
+
+def test_a_write_signs_the_checkpoint_that_is_due(gateway):
+    """A new store has no checkpoint, so its first record is due for one: the write that
+    appended it signed it, while the gateway runs (not only when it stops)."""
+    engine = create_engine(to_sync_url(str(gateway.settings.database_url)))
+    try:
+        with engine.connect() as conn:
+            signed = conn.execute(
+                text("SELECT min(seq) FROM audit_checkpoints WHERE kind = 'checkpoint'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert signed is not None and 1 <= signed <= last_seq(gateway)
+    run = gateway.cli("audit", "verify")
+    assert run.returncode == 0 and "intact" in run.stdout, (run.stdout, run.stderr)
