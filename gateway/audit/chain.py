@@ -3,7 +3,9 @@ number and every stored column, so changing, removing, inserting or reordering a
 every link after it; signed checkpoints pin the chain so that its tail cannot be cut off unseen.
 
 ``append`` is the only writer. It runs inside the caller's transaction and locks the chain's
-head row first, so the records of all gateway processes form one sequence without gaps.
+head row, so the records of all gateway processes form one sequence without gaps. On
+PostgreSQL a write's one record is chained by PostgreSQL and goes in as the transaction's last
+statement, sent with its COMMIT, so that the lock is held for as short a time as possible.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import Column, LargeBinary, insert
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,8 +127,8 @@ def append(
     pending = list(rows)
     if not pending:
         return
-    if len(pending) == 1 and conn.dialect.name == "postgresql":
-        _append_one_pg(conn, pending[0], signer, policy)
+    if conn.dialect.name == "postgresql":
+        _append_pg(conn, pending, signer, policy)
         return
     head = _head(conn)
     seq, previous = head.seq, head.hash
@@ -134,38 +136,39 @@ def append(
         seq += 1
         row["seq"] = seq
         row["hash"] = previous = link(previous, row)
-    now_us = time.time_ns() // 1000
-    due = policy.due(seq, head.checkpoint_seq, head.checkpoint_us, now_us)
-    if not due and conn.dialect.name == "postgresql":
-        # The records and the head in one statement: every batch of reads runs this, and
-        # each statement costs the gateway more CPU than PostgreSQL.
-        columns = ([row[name] for row in pending] for name in _STORED)
-        _APPEND_PG.run(conn, *columns, seq, previous)
-        return
     _INSERT.run_many(conn, [tuple(row[name] for name in _STORED) for row in pending])
-    if due:
+    now_us = time.time_ns() // 1000
+    if policy.due(seq, head.checkpoint_seq, head.checkpoint_us, now_us):
         sign(conn, signer, "checkpoint", seq, previous, now_us)
         _MOVE_HEAD_SIGNED.run(conn, seq, previous, seq, now_us)
     else:
         _MOVE_HEAD.run(conn, seq, previous)
 
 
-def _append_one_pg(
-    conn: Connection, row: dict[str, Any], signer: CheckpointSigner, policy: CheckpointPolicy
+def _append_pg(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
 ) -> None:
-    """A write's one record on PostgreSQL, chained by PostgreSQL in the statement that moves
-    the head, and that statement sent with the COMMIT when the transaction takes a commit
-    step (``Database.write``; the record then goes in after the rest of the transaction's
-    work, still inside it). The head row is locked from that statement to the end of the
-    transaction. Read first (``FOR UPDATE``), with the hash computed here, it stayed locked
+    """PostgreSQL: the records are chained by PostgreSQL in the statement that moves the head,
+    and that statement is sent with the COMMIT when the transaction takes a commit step
+    (``Database.write``; the records then go in after the rest of the transaction's work,
+    still inside it). The head row is locked from that statement to the end of the
+    transaction. Read first (``FOR UPDATE``), with the hashes computed here, it stayed locked
     over three more round trips to this process, each waiting for a thread to get the GIL:
     under 32 concurrent creates, 63% of PostgreSQL's sessions were sampled waiting for it."""
-    after = [row[name] for name in CHAINED[1:]]
-    values = (header_tail(after), row["content"], *after)
+    if len(rows) == 1:  # a write's one record: scalars, which psycopg dumps cheaply
+        after = [rows[0][name] for name in CHAINED[1:]]
+        query, values = _APPEND_ONE_PG, (header_tail(after), rows[0]["content"], *after)
+    else:
+        tails = [header_tail([row[name] for name in CHAINED[1:]]) for row in rows]
+        columns = ([row[name] for row in rows] for name in (*CHAINED[1:], "content"))
+        query, values = _APPEND_MANY_PG, (tails, *columns)
 
     def at_commit(conn: Connection) -> None:
         try:
-            found = _APPEND_HASHED_PG.first_then_commit(conn, *values)
+            found = query.first_then_commit(conn, *values)
         except SQLAlchemyError as error:  # nothing of the transaction is stored
             log.error("audit append failed: %s", error.__class__.__name__)
             raise AuditUnavailable(REFUSED) from error
@@ -181,7 +184,7 @@ def _append_one_pg(
 
     if defer_to_commit(conn, at_commit):
         return
-    found = _APPEND_HASHED_PG.first(conn, *values)
+    found = query.first(conn, *values)
     assert found is not None, "migration 0007 creates the head row"
     seq, checkpoint_seq, checkpoint_us = _seq_and_checkpoint(found)
     now_us = time.time_ns() // 1000
@@ -202,24 +205,40 @@ _INSERT = insert_into("audit_events", _STORED)
 _HEAD = "SELECT seq, hash, checkpoint_seq, checkpoint_us FROM audit_chain_head WHERE id = 1"
 _SELECT_HEAD, _LOCK_HEAD = DriverQuery(_HEAD), DriverQuery(_HEAD + " FOR UPDATE")
 _MOVE_HEAD = DriverQuery("UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1")
-_APPEND_PG = DriverQuery(
-    f"WITH appended AS (INSERT INTO audit_events ({', '.join(_STORED)}) "  # noqa: S608 - our schema
-    f"SELECT * FROM {unnest_rows([audit_events.c[name] for name in _STORED])}) "
-    "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1"
+# ``link_values`` in SQL (sha256 is PostgreSQL 11's). One record: the head's next number and
+# hash come from the head row as the UPDATE finds it once its lock is granted, so concurrent
+# writers chain one after the other.
+_NEXT_LINK = (
+    "sha256({prev}.hash || int4send(length(({prev}.seq + 1)::text) + 1 + octet_length({r}.tail))"
+    " || convert_to('[' || ({prev}.seq + 1)::text, 'UTF8') || {r}.tail || {r}.content)"
 )
-# ``link_values`` in SQL (sha256 is PostgreSQL 11's): the head's next number and hash come
-# from the head row as the UPDATE finds it once its lock is granted, so concurrent writers
-# chain one after the other.
-_APPEND_HASHED_PG = DriverQuery(
+_APPEND_ONE_PG = DriverQuery(
     "WITH record AS (SELECT ?::bytea AS tail, ?::bytea AS content), "  # noqa: S608 - our schema
-    "head AS (UPDATE audit_chain_head SET seq = seq + 1, hash = sha256(hash"
-    " || int4send(length((seq + 1)::text) + 1 + octet_length(record.tail))"
-    " || convert_to('[' || (seq + 1)::text, 'UTF8') || record.tail || record.content)"
-    " FROM record WHERE id = 1 RETURNING seq, hash, checkpoint_seq, checkpoint_us), "
+    "head AS (UPDATE audit_chain_head SET seq = audit_chain_head.seq + 1, "
+    f"hash = {_NEXT_LINK.format(prev='audit_chain_head', r='record')} "
+    "FROM record WHERE id = 1 RETURNING seq, hash, checkpoint_seq, checkpoint_us), "
     f"appended AS (INSERT INTO audit_events ({', '.join(_STORED)}) "
     f"SELECT head.seq, {', '.join('?' * (len(CHAINED) - 1))}, record.content, head.hash "
     "FROM head, record) "
     "SELECT seq, hash, checkpoint_seq, checkpoint_us FROM head"
+)
+# Several records (a batch of reads, a submission's): the locked head (``FOR UPDATE`` returns
+# its newest version once the lock is granted), then each link from the one before.
+_RECORD_COLUMNS = (*CHAINED[1:], "content")
+_APPEND_MANY_PG = DriverQuery(
+    "WITH RECURSIVE record AS (SELECT * FROM "  # noqa: S608 - our schema
+    f"{unnest_rows([Column('tail', LargeBinary), *(audit_events.c[n] for n in _RECORD_COLUMNS)])} "
+    f"WITH ORDINALITY AS r(tail, {', '.join(_RECORD_COLUMNS)}, n)), "
+    "head AS (SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE), "
+    "chain AS (SELECT 0::bigint AS n, seq, hash FROM head UNION ALL "
+    f"SELECT r.n, c.seq + 1, {_NEXT_LINK.format(prev='c', r='r')} "
+    "FROM chain AS c JOIN record AS r ON r.n = c.n + 1), "
+    f"appended AS (INSERT INTO audit_events ({', '.join(_STORED)}) "
+    f"SELECT c.seq, {', '.join(f'r.{n}' for n in _RECORD_COLUMNS)}, c.hash "
+    "FROM chain AS c JOIN record AS r ON r.n = c.n), "
+    "tail AS (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) "
+    "UPDATE audit_chain_head SET seq = tail.seq, hash = tail.hash FROM tail WHERE id = 1 "
+    "RETURNING audit_chain_head.seq, audit_chain_head.hash, checkpoint_seq, checkpoint_us"
 )
 _MOVE_HEAD_SIGNED = DriverQuery(
     "UPDATE audit_chain_head SET seq = ?, hash = ?, checkpoint_seq = ?, checkpoint_us = ? "
