@@ -4,7 +4,7 @@ every link after it; signed checkpoints pin the chain so that its tail cannot be
 
 ``append`` is the only writer. It runs inside the caller's transaction and locks the chain's
 head row, so the records of all gateway processes form one sequence without gaps. On
-PostgreSQL a write's one record is chained by PostgreSQL and goes in as the transaction's last
+PostgreSQL the records are chained by PostgreSQL and go in as the transaction's last
 statement, sent with its COMMIT, so that the lock is held for as short a time as possible.
 """
 
@@ -71,7 +71,7 @@ def link_values(previous: bytes, values: Sequence[Any], content: bytes | str) ->
 def header_tail(values: Sequence[Any]) -> bytes:
     """A link's header (the JSON array of the ``CHAINED`` values) after its sequence number,
     from the values after it: PostgreSQL puts the number in front when it appends a record
-    (``_APPEND_HASHED_PG``), so both must build the same bytes."""
+    (``_NEXT_LINK``), so both must build the same bytes."""
     after = list(values)
     after[11] = bool(after[11])  # emergency: SQLite hands booleans back as 0 or 1
     return b"," + orjson.dumps(after)[1:]
@@ -155,9 +155,10 @@ def _append_pg(
     and that statement is sent with the COMMIT when the transaction takes a commit step
     (``Database.write``; the records then go in after the rest of the transaction's work,
     still inside it). The head row is locked from that statement to the end of the
-    transaction. Read first (``FOR UPDATE``), with the hashes computed here, it stayed locked
-    over three more round trips to this process, each waiting for a thread to get the GIL:
-    under 32 concurrent creates, 63% of PostgreSQL's sessions were sampled waiting for it."""
+    transaction. When the head was read in a statement of its own (``FOR UPDATE``) and the
+    hashes computed here, it stayed locked over three more round trips to this process, each
+    waiting for a thread to get the GIL: under 32 concurrent creates, 63% of PostgreSQL's
+    sessions were sampled waiting for it."""
     if len(rows) == 1:  # a write's one record: scalars, which psycopg dumps cheaply
         after = [rows[0][name] for name in CHAINED[1:]]
         query, values = _APPEND_ONE_PG, (header_tail(after), rows[0]["content"], *after)
@@ -198,7 +199,7 @@ def _seq_and_checkpoint(head: tuple[Any, ...]) -> tuple[int, int, int]:
     return int(seq), int(checkpoint_seq), int(checkpoint_us)
 
 
-# On the driver's cursor: the group commit of reads runs these for every batch, and
+# On the driver's cursor: SQLite's group commit of reads runs these for every batch, and
 # SQLAlchemy's per-statement work cost more than the statements (bench/bench_audit.py).
 _STORED = (*CHAINED, "content", "hash")
 _INSERT = insert_into("audit_events", _STORED)
