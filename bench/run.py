@@ -8,8 +8,9 @@ For each backend, on a fresh store:
 
 Throughput is measured with wrk (Lua scripts in bench/wrk/) against the gateway and against the
 floor (bench/floor_app.py: validate + one INSERT / one SELECT by key), each served by uvicorn
-with the same flags in its own process, one after the other. Results: a table on stdout and
-bench/results/latest.json.
+with the same flags in its own process, one at a time. Reads alternate, once both stores are
+filled: gateway, floor, floor, gateway (each figure is over its two runs), so that the
+machine's drift moves both alike. Results: a table on stdout and bench/results/latest.json.
 
 Usage: python bench/run.py [--backends sqlite,postgres] [--duration 12] [--quick] [--profile]
 """
@@ -163,9 +164,10 @@ def render_table(report: Report) -> str:
         "SQLAlchemy on pysqlite/psycopg,"
     )
     out.append(
-        "one worker-thread hop per request); ratio = gateway / floor; search: sequential "
-        "requests on the seeded store"
+        "one worker-thread hop per request); ratio = gateway / floor; reads: gateway, floor, "
+        "floor, gateway, each over its two runs;"
     )
+    out.append("search: sequential requests on the seeded store")
     out.extend(report.notes)
     return "\n".join(out)
 
@@ -356,6 +358,25 @@ class LoadResult:
         if self.server_cpu_s is None or not self.requests:
             return None
         return 1000 * self.server_cpu_s / self.requests
+
+
+def pooled(results: list[LoadResult]) -> LoadResult:
+    """Several runs of one measurement as one: requests, seconds and CPU added up (the rate is
+    over all of them), the median of their p50 latencies and the highest p99."""
+    p50s = [r.latency_p50_ms for r in results if r.latency_p50_ms is not None]
+    p99s = [r.latency_p99_ms for r in results if r.latency_p99_ms is not None]
+    cpu = [r.server_cpu_s for r in results]
+    foreign = [r.foreign_cpu_s for r in results]
+    return LoadResult(
+        requests=sum(r.requests for r in results),
+        seconds=sum(r.seconds for r in results),
+        errors=sum(r.errors for r in results),
+        latency_p50_ms=statistics.median(p50s) if p50s else None,
+        latency_p99_ms=max(p99s) if p99s else None,
+        generator=results[0].generator,
+        server_cpu_s=None if None in cpu else round(sum(c or 0.0 for c in cpu), 2),
+        foreign_cpu_s=None if None in foreign else round(sum(f or 0.0 for f in foreign), 2),
+    )
 
 
 def cpu_by_process() -> dict[int, tuple[str, float]]:
@@ -1042,8 +1063,13 @@ def bench_floor(
     tmp: Path,
     report: Report,
     loadgen: LoadGenerator,
-) -> tuple[LoadResult, LoadResult]:
-    """Creates/s on an empty floor store, then reads/s once it holds ``opts.resources`` rows."""
+    gateway_reads: Callable[[], LoadResult],
+) -> tuple[LoadResult, LoadResult, list[LoadResult]]:
+    """Creates/s on an empty floor store, then reads/s once it holds ``opts.resources`` rows,
+    alternated with the gateway's reads (``gateway_reads``): gateway, floor, floor, gateway.
+    The machine's speed drifts over minutes (two runs of the same code an hour apart differed
+    by a fifth); measured side by side, the drift moves both alike. Returns the floor's
+    creates, its two reads runs pooled, and the gateway's two reads runs."""
     floor = Server(
         f"floor-{variant}/{backend}",
         "floor_app:create_app",
@@ -1075,15 +1101,21 @@ def bench_floor(
         del rows
         ids_file = tmp / f"floor-{variant}-ids-{backend}.txt"
         ids_file.write_text("\n".join(ids[: int(len(ids) * 0.6)]) + "\n")
-        reads = run_load(
-            f"{backend} floor-{variant} reads",
-            lambda s: loadgen.read_patients(floor.url, s, ids_file, {}),
-            opts.warmup,
-            opts.duration,
-            report,
-            floor,
-        )
-    return creates, reads
+
+        def floor_reads() -> LoadResult:
+            return run_load(
+                f"{backend} floor-{variant} reads",
+                lambda s: loadgen.read_patients(floor.url, s, ids_file, {}),
+                opts.warmup,
+                opts.duration,
+                report,
+                floor,
+            )
+
+        gateway_first = gateway_reads()
+        reads = pooled([floor_reads(), floor_reads()])
+        gateway_last = gateway_reads()
+    return creates, reads, [gateway_first, gateway_last]
 
 
 def bench_backend(
@@ -1158,14 +1190,17 @@ def bench_backend(
                 report.notes.append(f"{backend}: {note}")
         ids_file = tmp / f"gateway-ids-{backend}.txt"
         ids_file.write_text("\n".join(seeded.patient_ids) + "\n")
-        gateway_reads = run_load(
-            f"{backend} gateway reads",
-            lambda s: loadgen.read_patients(gateway.url, s, ids_file, auth.headers()),
-            opts.warmup,
-            opts.duration,
-            report,
-            gateway,
-        )
+
+        def measure_gateway_reads() -> LoadResult:
+            return run_load(
+                f"{backend} gateway reads",
+                lambda s: loadgen.read_patients(gateway.url, s, ids_file, auth.headers()),
+                opts.warmup,
+                opts.duration,
+                report,
+                gateway,
+            )
+
         if profiler.enabled:
             out = RESULTS_DIR / f"profile-{backend}-reads.txt"
             with profiler.record(gateway.pid, opts.duration, out):
@@ -1200,13 +1235,21 @@ def bench_backend(
         observations = count_resources(gateway, "Observation", auth)
         patients = count_resources(gateway, "Patient", auth)
 
-    # -- the floors: creates, then a store filled to the same size, then reads ------------------
-    floor_results: dict[str, tuple[LoadResult, LoadResult]] = {}
-    for variant, url in store.floor_urls.items():
-        try:
-            floor_results[variant] = bench_floor(backend, variant, url, opts, tmp, report, loadgen)
-        except Exception as exc:  # one floor variant failing leaves the other as the bar
-            report.warn(f"{backend} floor ({variant}) failed: {type(exc).__name__}: {exc}")
+        # -- the floors: creates, then a store filled to the same size, then reads alternated
+        # with the gateway's, which keeps running (idle) meanwhile ------------------------------
+        floor_results: dict[str, tuple[LoadResult, LoadResult]] = {}
+        gateway_runs: list[LoadResult] = []
+        for variant, url in store.floor_urls.items():
+            try:
+                floor_creates, floor_reads, alternated = bench_floor(
+                    backend, variant, url, opts, tmp, report, loadgen, measure_gateway_reads
+                )
+            except Exception as exc:  # one floor variant failing leaves the other as the bar
+                report.warn(f"{backend} floor ({variant}) failed: {type(exc).__name__}: {exc}")
+                continue
+            floor_results[variant] = (floor_creates, floor_reads)
+            gateway_runs += alternated
+        gateway_reads = pooled(gateway_runs or [measure_gateway_reads()])
     details["floors"] = {
         v: {"creates": asdict(c), "reads": asdict(r)} for v, (c, r) in floor_results.items()
     }
