@@ -1067,8 +1067,8 @@ def bench_floor(
 ) -> tuple[LoadResult, LoadResult, list[LoadResult]]:
     """Creates/s on an empty floor store, then reads/s once it holds ``opts.resources`` rows,
     alternated with the gateway's reads (``gateway_reads``): gateway, floor, floor, gateway.
-    The machine's speed drifts over minutes (two runs of the same code an hour apart differed
-    by a fifth); measured side by side, the drift moves both alike. Returns the floor's
+    The machine's speed drifts over minutes (two runs of the same SQLite read path an hour
+    apart gave ratios of 0.75 and 0.59); measured side by side, the drift moves both alike. Returns the floor's
     creates, its two reads runs pooled, and the gateway's two reads runs."""
     floor = Server(
         f"floor-{variant}/{backend}",

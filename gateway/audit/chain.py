@@ -173,8 +173,7 @@ def _append_pg(
         except SQLAlchemyError as error:  # nothing of the transaction is stored
             log.error("audit append failed: %s", error.__class__.__name__)
             raise AuditUnavailable(REFUSED) from error
-        assert found is not None, "migration 0007 creates the head row"
-        if policy.due(*_seq_and_checkpoint(found), time.time_ns() // 1000):
+        if _checkpoint_due(policy, found):
             # After the COMMIT, in a transaction of its own: the write is stored whether or
             # not this succeeds, and a later write finds the checkpoint still due.
             try:
@@ -185,18 +184,15 @@ def _append_pg(
 
     if defer_to_commit(conn, at_commit):
         return
-    found = query.first(conn, *values)
-    assert found is not None, "migration 0007 creates the head row"
-    seq, checkpoint_seq, checkpoint_us = _seq_and_checkpoint(found)
-    now_us = time.time_ns() // 1000
-    if policy.due(seq, checkpoint_seq, checkpoint_us, now_us):
-        sign(conn, signer, "checkpoint", seq, bytes(found[1]), now_us)
-        _MOVE_HEAD_SIGNED.run(conn, seq, bytes(found[1]), seq, now_us)
+    if _checkpoint_due(policy, query.first(conn, *values)):
+        checkpoint_now(conn, signer)  # at the head this statement moved, still locked
 
 
-def _seq_and_checkpoint(head: tuple[Any, ...]) -> tuple[int, int, int]:
+def _checkpoint_due(policy: CheckpointPolicy, head: tuple[Any, ...] | None) -> bool:
+    """Whether the head a PostgreSQL append returned is due for a signed checkpoint."""
+    assert head is not None, "migration 0007 creates the head row"
     seq, _hash, checkpoint_seq, checkpoint_us = head
-    return int(seq), int(checkpoint_seq), int(checkpoint_us)
+    return policy.due(int(seq), int(checkpoint_seq), int(checkpoint_us), time.time_ns() // 1000)
 
 
 # On the driver's cursor: SQLite's group commit of reads runs these for every batch, and
