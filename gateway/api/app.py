@@ -14,11 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Scope, Send
 
 from gateway.api.auth_routes import router as auth_router
 from gateway.api.dispatch import MethodDepthRouter
 from gateway.api.fhir_routes import routes as fhir_routes
 from gateway.api.fhir_routes import transaction_or_batch
+from gateway.api.front import FhirFront
 from gateway.api.heap import settle_after_startup
 from gateway.api.negotiation import error_response, request_id_of
 from gateway.auth.app_launch import AppLaunch
@@ -46,8 +48,33 @@ log = logging.getLogger("zorgbrug")
 _ECHOED_HEADERS = frozenset({b"x-request-id", b"x-correlation-id"})
 
 
+def with_request_id(scope: Scope, send: Send) -> Send:
+    """Accept or create the request's X-Request-Id (into ``scope["state"]``); ``send`` that
+    echoes it (and X-Correlation-Id) on the response."""
+    # ASGI servers hand header names lowercased; only these two are wanted here.
+    headers = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _ECHOED_HEADERS
+    }
+    request_id = request_id_of(headers)
+    scope.setdefault("state", {})["request_id"] = request_id
+    echoed = [(b"x-request-id", request_id.encode())]
+    correlation = headers.get("x-correlation-id")
+    if correlation and len(correlation) <= 128 and correlation.isprintable():
+        echoed.append((b"x-correlation-id", correlation.encode("latin-1")))
+        scope["state"]["correlation_id"] = correlation
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *echoed]
+        await send(message)
+
+    return send_with_id
+
+
 class RequestIdMiddleware:
-    """Accept or create X-Request-Id and echo it (and X-Correlation-Id) on every response."""
+    """``with_request_id`` for every http request."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -56,29 +83,10 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # ASGI servers hand header names lowercased; only these two are wanted here.
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in _ECHOED_HEADERS
-        }
-        request_id = request_id_of(headers)
-        scope.setdefault("state", {})["request_id"] = request_id
-        echoed = [(b"x-request-id", request_id.encode())]
-        correlation = headers.get("x-correlation-id")
-        if correlation and len(correlation) <= 128 and correlation.isprintable():
-            echoed.append((b"x-correlation-id", correlation.encode("latin-1")))
-            scope["state"]["correlation_id"] = correlation
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *echoed]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, with_request_id(scope, send))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FhirFront:
     """The gateway application; the store is opened and migrated at startup."""
     settings = settings or Settings()
 
@@ -135,7 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.capability = _capability_cache()
     app.add_route("/fhir", transaction_or_batch, methods=["POST"])  # the base, without a slash
-    app.mount("/fhir", MethodDepthRouter(fhir_routes))  # first: the FHIR API is the hot path
+    fhir = MethodDepthRouter(fhir_routes)
+    app.mount("/fhir", fhir)  # first: the FHIR API is the hot path
     app.include_router(auth_router)
     install_ui(app)
     app.add_middleware(RequestIdMiddleware)
@@ -153,16 +162,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "database unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, error: GatewayError) -> Response:
+    app.add_exception_handler(GatewayError, error_answer)
+    app.add_exception_handler(StarletteHTTPException, error_answer)
+    app.add_exception_handler(RequestValidationError, error_answer)
+    app.add_exception_handler(Exception, error_answer)
+    return FhirFront(app, fhir, "/fhir", error_answer, with_request_id)
+
+
+async def error_answer(request: Request, error: Exception) -> Response:
+    """The answer to a request that failed with ``error``: an OperationOutcome (a page for
+    the web UI); FastAPI's exception handlers and ``FhirFront`` both answer with it."""
+    if isinstance(error, GatewayError):
         if error.status >= 500:
             log.error("request %s failed: %s", request.state.request_id, error.diagnostics)
         if is_ui(request):
             return ui_gateway_error(request, error)
         return error_response(request, error)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+    if isinstance(error, StarletteHTTPException):
         if is_ui(request):
             return ui_error(request, error.status_code, str(error.detail))
         if error.status_code == 405:
@@ -177,23 +193,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(request, NotFound(f"No such endpoint: {request.url.path}"))
         failure = BadRequest if 400 <= error.status_code < 500 else GatewayError
         return error_response(request, failure(str(error.detail)))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+    if isinstance(error, RequestValidationError):
         if is_ui(request):
             return ui_error(request, 400)
         return error_response(request, BadRequest(f"Malformed request: {error.errors()[:3]}"))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> Response:
-        request_id = getattr(request.state, "request_id", "?")
-        log.exception("unexpected error in request %s", request_id)
-        failure = GatewayError(f"Internal error; quote request id {request_id} to the operator")
-        if is_ui(request):
-            return ui_gateway_error(request, failure)
-        return error_response(request, failure)
-
-    return app
+    request_id = getattr(request.state, "request_id", "?")
+    log.error("unexpected error in request %s", request_id, exc_info=error)
+    unexpected = GatewayError(f"Internal error; quote request id {request_id} to the operator")
+    if is_ui(request):
+        return ui_gateway_error(request, unexpected)
+    return error_response(request, unexpected)
 
 
 def _capability_cache() -> Callable[[str], bytes]:

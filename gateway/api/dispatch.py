@@ -21,16 +21,21 @@ class MethodDepthRouter:
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         self.routes = list(routes)  # Mount reads them to build URLs
         self._all = Router(self.routes)
-        grouped: dict[tuple[str, int], list[BaseRoute]] = {}
+        grouped: dict[tuple[str, int], list[Route]] = {}
         for route in self.routes:
             if not isinstance(route, Route) or ":path}" in route.path:
                 raise ValueError(f"{route!r} cannot be routed by method and depth")
             for method in route.methods or ():
                 grouped.setdefault((method, route.path.count("/")), []).append(route)
+        self._grouped = grouped
         self._groups = {
-            key: Router(group, redirect_slashes=False, default=self._all)
+            key: Router(list(group), redirect_slashes=False, default=self._all)
             for key, group in grouped.items()
         }
+
+    def group(self, scope: Scope) -> Sequence[Route]:
+        """The routes an http request's method and path depth may match, in order."""
+        return self._grouped.get((scope["method"], get_route_path(scope).count("/")), ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -1,4 +1,5 @@
-"""The FHIR API's router by method and depth answers every request as Starlette's router does."""
+"""The FHIR API's router by method and depth, and the front that calls its routes directly,
+answer every request as Starlette's router does."""
 
 import contextlib
 import itertools
@@ -15,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, Router
 
+from gateway.api.app import error_answer, with_request_id
 from gateway.api.dispatch import MethodDepthRouter
 from gateway.api.fhir_routes import routes as fhir_routes
+from gateway.api.front import FhirFront
 
 PATHS = [
     "",
@@ -58,8 +61,10 @@ def _echoing(routes: list[Route]) -> list[Route]:
 
 
 @contextlib.contextmanager
-def _served(router) -> Iterator[httpx.Client]:
+def _served(router, front: bool = False) -> Iterator[httpx.Client]:
     app = Starlette(routes=[Mount("/fhir", router)])
+    if front:
+        app = FhirFront(app, router, "/fhir", error_answer, with_request_id)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -75,22 +80,28 @@ def _served(router) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def clients() -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def clients() -> Iterator[tuple[httpx.Client, httpx.Client, httpx.Client]]:
     echoing = _echoing(fhir_routes)
     for route in echoing:  # as the gateway registers them: HEAD is not a FHIR interaction
         route.methods.discard("HEAD")
-    with _served(Router(echoing)) as starlette, _served(MethodDepthRouter(echoing)) as by_depth:
-        yield starlette, by_depth
+    by_depth = MethodDepthRouter(echoing)
+    with (
+        _served(Router(echoing)) as starlette,
+        _served(by_depth) as routed,
+        _served(by_depth, front=True) as fronted,
+    ):
+        yield starlette, routed, fronted
 
 
 @pytest.mark.parametrize(("method", "path"), list(itertools.product(METHODS, PATHS)))
 def test_every_request_is_routed_as_starlette_routes_it(clients, method, path):
-    starlette, by_depth = clients
+    starlette, *ours = clients
     expected = starlette.request(method, "/fhir" + path)
-    answered = by_depth.request(method, "/fhir" + path)
-    assert (answered.status_code, answered.text) == (expected.status_code, expected.text)
-    assert answered.headers.get("allow") == expected.headers.get("allow")
-    assert _where(answered) == _where(expected)
+    for client in ours:
+        answered = client.request(method, "/fhir" + path)
+        assert (answered.status_code, answered.text) == (expected.status_code, expected.text)
+        assert answered.headers.get("allow") == expected.headers.get("allow")
+        assert _where(answered) == _where(expected)
 
 
 def _where(response: httpx.Response) -> str | None:
@@ -100,10 +111,11 @@ def _where(response: httpx.Response) -> str | None:
 
 
 def test_the_read_of_a_resource_reaches_its_route(clients):
-    _, by_depth = clients
-    answer = by_depth.get("/fhir/Observation/abc")
-    assert answer.status_code == 200
-    assert answer.text == "read [('res_id', 'abc'), ('res_type', 'Observation')]"
+    _, *ours = clients
+    for client in ours:
+        answer = client.get("/fhir/Observation/abc")
+        assert answer.status_code == 200
+        assert answer.text == "read [('res_id', 'abc'), ('res_type', 'Observation')]"
 
 
 def test_a_route_with_a_path_parameter_is_refused():
