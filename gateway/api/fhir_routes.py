@@ -52,7 +52,19 @@ def fhir_base(request: Request) -> str:
     configured = request.app.state.settings.base_url
     if configured:
         return configured.rstrip("/") + "/fhir"
-    return str(request.base_url).rstrip("/") + "/fhir"
+    # Starlette builds the base URL anew for every request (5% of a read's CPU, py-spy).
+    scope = request.scope
+    root = scope.get("app_root_path", scope.get("root_path", ""))  # as Starlette takes it
+    key = (scope.get("scheme"), request.headers.get("host"), scope.get("server"), root)
+    base = _bases.get(key)
+    if base is None:
+        if len(_bases) >= 256:  # Host is the client's to choose: keep few
+            _bases.clear()
+        base = _bases[key] = str(request.base_url).rstrip("/") + "/fhir"
+    return base
+
+
+_bases: dict[tuple[Any, ...], str] = {}
 
 
 def _prefer(request: Request) -> dict[str, str]:

@@ -21,7 +21,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-_.:]{1,128}$")
 
 
 def wanted_format(request: Request) -> str:
-    return response_format(request.headers.get("accept"), request.query_params.get("_format"))
+    # Most requests have no query: parsing an empty one cost 2% of a read's CPU.
+    asked = request.query_params.get("_format") if request.scope["query_string"] else None
+    return response_format(request.headers.get("accept"), asked)
 
 
 def fhir_response(
