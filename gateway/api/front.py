@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.dispatch import MethodDepthRouter
@@ -46,7 +46,7 @@ class FhirFront:
         self.with_request_id = with_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self._under):
+        if scope["type"] != "http" or not get_route_path(scope).startswith(self._under):
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")

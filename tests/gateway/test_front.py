@@ -1,6 +1,7 @@
 """The front that calls FHIR routes directly answers their failures as the gateway's FastAPI
 handlers do: an OperationOutcome with the request id, never a stack trace."""
 
+import contextlib
 import logging
 import threading
 import time
@@ -41,8 +42,10 @@ async def broken_midway(_request: Request) -> Response:
     return StreamingResponse(parts(), media_type="text/plain")
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
+@contextlib.contextmanager
+def served(root_path: str = "") -> Iterator[httpx.Client]:
+    """The routes below behind the front, in front of a bare Starlette app (which, unlike
+    the front, adds no request id: a response with one came through the front)."""
     router = MethodDepthRouter(
         [
             Route("/Fine/{res_id}", fine, methods=["GET"]),
@@ -55,7 +58,10 @@ def client() -> Iterator[httpx.Client]:
         Starlette(routes=[Mount("/fhir", router)]), router, "/fhir", error_answer, with_request_id
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical", lifespan="off"))
+    config = uvicorn.Config(
+        app, port=port, log_level="critical", lifespan="off", root_path=root_path
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -68,10 +74,23 @@ def client() -> Iterator[httpx.Client]:
         thread.join(10)
 
 
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with served() as http:
+        yield http
+
+
 def test_a_route_sees_its_parameters_and_request_id(client):
     answer = client.get("/fhir/Fine/7", headers={"X-Request-Id": "req-1"})
     assert answer.text == "fine 7 req-1"
     assert answer.headers["x-request-id"] == "req-1"
+
+
+def test_behind_a_proxy_prefix_the_front_still_takes_fhir_requests():
+    with served(root_path="/zorgbrug") as http:
+        answer = http.get("/fhir/Fine/7", headers={"X-Request-Id": "req-2"})
+    assert answer.text == "fine 7 req-2"
+    assert answer.headers["x-request-id"] == "req-2"
 
 
 def test_a_refusal_is_its_operation_outcome(client):
