@@ -11,7 +11,6 @@ else (no matching route, the UI, OAuth, health) goes through FastAPI as before.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,8 +20,6 @@ from starlette.routing import Match, Route, get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.dispatch import MethodDepthRouter
-
-log = logging.getLogger("zorgbrug")
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
