@@ -3,14 +3,11 @@ answer every request as Starlette's router does."""
 
 import contextlib
 import itertools
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from harness import free_port
+from harness import serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -65,18 +62,8 @@ def _served(router, front: bool = False) -> Iterator[httpx.Client]:
     app = Starlette(routes=[Mount("/fhir", router)])
     if front:
         app = FhirFront(app, router, "/fhir", error_answer, with_request_id)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(app) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

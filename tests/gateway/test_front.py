@@ -3,14 +3,11 @@ handlers do: an OperationOutcome with the request id, never a stack trace."""
 
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
-from harness import free_port
+from harness import serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -57,21 +54,8 @@ def served(root_path: str = "") -> Iterator[httpx.Client]:
     app = FhirFront(
         Starlette(routes=[Mount("/fhir", router)]), router, "/fhir", error_answer, with_request_id
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app, port=port, log_level="critical", lifespan="off", root_path=root_path
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            yield http
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(app, root_path=root_path) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
