@@ -87,14 +87,23 @@ def serving(app: Any, **config: Any) -> Iterator[httpx.Client]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.01)
+    wait_started(server, thread)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             yield client
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    """Return once ``server`` (run by ``thread``) accepts connections; fail, not hang, when
+    it does not start (a port taken, an app that raises at start)."""
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
 
 
 DEFAULT_SCOPES = "system/*.cruds"
@@ -366,14 +375,11 @@ class LiveServer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._default: Hospital | None = None
         self._auth: dict[tuple[str, str], SmartAuth] = {}
+        self._lock = threading.Lock()  # tests call ``client`` from many threads at once
 
     def start(self) -> LiveServer:
         self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
+        wait_started(self._server, self._thread)
         return self
 
     def stop(self) -> None:
@@ -438,12 +444,13 @@ class LiveServer:
         ``anonymous``."""
         headers = {"Accept": "application/fhir+json"} | kwargs.pop("headers", {})
         if not anonymous:
-            if hospital is None:
-                hospital = self.default_hospital
-            key = (hospital.client_id, scope)
-            if key not in self._auth:  # one token per client and scope, renewed when it expires
-                self._auth[key] = SmartAuth(hospital, self.token_url, scope)
-            kwargs["auth"] = self._auth[key]
+            with self._lock:
+                if hospital is None:
+                    hospital = self.default_hospital
+                key = (hospital.client_id, scope)
+                if key not in self._auth:  # one token per client and scope, renewed on expiry
+                    self._auth[key] = SmartAuth(hospital, self.token_url, scope)
+                kwargs["auth"] = self._auth[key]
         return httpx.Client(base_url=self.fhir, headers=headers, timeout=60, **kwargs)
 
     @property

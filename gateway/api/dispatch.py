@@ -35,13 +35,17 @@ class MethodDepthRouter:
 
     def group(self, scope: Scope) -> Sequence[Route]:
         """The routes an http request's method and path depth may match, in order."""
-        return self._grouped.get((scope["method"], get_route_path(scope).count("/")), ())
+        return self._grouped.get(_key(scope), ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            key = (scope["method"], get_route_path(scope).count("/"))
-            group = self._groups.get(key)
+            group = self._groups.get(_key(scope))
             if group is not None:
                 await group(scope, receive, send)
                 return
         await self._all(scope, receive, send)
+
+
+def _key(scope: Scope) -> tuple[str, int]:
+    """An http request's method and path depth."""
+    return scope["method"], get_route_path(scope).count("/")
