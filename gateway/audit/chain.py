@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, LargeBinary, insert
+from sqlalchemy import BigInteger, Column, Text, insert
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,7 +26,7 @@ from gateway.audit.event import AuditFacts
 from gateway.audit.signing import CheckpointSigner, checkpoint_message
 from gateway.errors import AuditUnavailable
 from gateway.store.database import defer_to_commit
-from gateway.store.driver_sql import DriverQuery, insert_into, unnest_rows
+from gateway.store.driver_sql import DriverQuery, insert_into, json_rows
 from gateway.store.schema import audit_checkpoints, audit_events
 
 log = logging.getLogger("zorgbrug.audit")
@@ -163,9 +163,7 @@ def _append_pg(
         after = [rows[0][name] for name in CHAINED[1:]]
         query, values = _APPEND_ONE_PG, (header_tail(after), rows[0]["content"], *after)
     else:
-        tails = [header_tail([row[name] for name in CHAINED[1:]]) for row in rows]
-        columns = ([row[name] for row in rows] for name in (*CHAINED[1:], "content"))
-        query, values = _APPEND_MANY_PG, (tails, *columns)
+        query, values = _APPEND_MANY_PG, (_records_json(rows),)
 
     def at_commit(conn: Connection) -> None:
         try:
@@ -186,6 +184,23 @@ def _append_pg(
         return
     if _checkpoint_due(policy, query.first(conn, *values)):
         checkpoint_now(conn, signer)  # at the head this statement moved, still locked
+
+
+def _records_json(rows: list[dict[str, Any]]) -> str:
+    """The records of ``_APPEND_MANY_PG`` as one JSON array: psycopg dumped an array per
+    column element by element, 1.6 ms of CPU for a search's 20 records where the JSON takes
+    0.2 ms. The link header and the content (orjson's UTF-8) travel as text."""
+    return orjson.dumps(
+        [
+            {
+                "n": n,
+                "tail": header_tail([row[name] for name in CHAINED[1:]]).decode(),
+                **{name: row[name] for name in CHAINED[1:]},
+                "content": row["content"].decode(),
+            }
+            for n, row in enumerate(rows, 1)
+        ]
+    ).decode()
 
 
 def _checkpoint_due(policy: CheckpointPolicy, head: tuple[Any, ...] | None) -> bool:
@@ -222,10 +237,17 @@ _APPEND_ONE_PG = DriverQuery(
 # Several records (a batch of reads, a submission's): the locked head (``FOR UPDATE`` returns
 # its newest version once the lock is granted), then each link from the one before.
 _RECORD_COLUMNS = (*CHAINED[1:], "content")
+_JSON_RECORDS = json_rows(
+    [
+        Column("n", BigInteger),
+        Column("tail", Text),
+        *(audit_events.c[n] for n in CHAINED[1:]),
+        Column("content", Text),
+    ]
+)
 _APPEND_MANY_PG = DriverQuery(
-    "WITH RECURSIVE record AS (SELECT * FROM "  # noqa: S608 - our schema
-    f"{unnest_rows([Column('tail', LargeBinary), *(audit_events.c[n] for n in _RECORD_COLUMNS)])} "
-    f"WITH ORDINALITY AS r(tail, {', '.join(_RECORD_COLUMNS)}, n)), "
+    "WITH RECURSIVE record AS (SELECT n, convert_to(tail, 'UTF8') AS tail, "  # noqa: S608 - our schema
+    f"{', '.join(CHAINED[1:])}, convert_to(content, 'UTF8') AS content FROM {_JSON_RECORDS}), "
     "head AS (SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE), "
     "chain AS (SELECT 0::bigint AS n, seq, hash FROM head UNION ALL "
     f"SELECT r.n, c.seq + 1, {_NEXT_LINK.format(prev='c', r='r')} "

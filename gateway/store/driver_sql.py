@@ -116,14 +116,6 @@ def json_rows(columns: Sequence[Column[Any]]) -> str:
     return f"json_to_recordset(?::json) AS json_rows({typed})"
 
 
-def unnest_rows(columns: Sequence[Column[Any]]) -> str:
-    """``unnest(…)`` of one array parameter per column, typed for PostgreSQL: the rows of a
-    multi-row INSERT bound as one value per column, so that one fixed statement inserts any
-    number of rows (psycopg's batches cost more CPU per row than the rows cost PostgreSQL)."""
-
-    return f"unnest({', '.join(f'?::{_element_type(c)}[]' for c in columns)})"
-
-
 def rows_of(conn: Connection, statement: Any, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """Every row of a SQLAlchemy Core SELECT (one built once, e.g. under ``functools.cache``),
     run on the driver's cursor: compiled once per dialect and per length of each expanding
