@@ -66,7 +66,7 @@ from gateway.policy.explain import AccessLine, access_overview
 from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformation
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.database import Database, plan_for_values
+from gateway.store.database import Database
 from gateway.store.repository import StoredVersion
 from gateway.store.search_sql import (
     ConsentScope,
@@ -1260,7 +1260,9 @@ class ResourceService:
         query.revincludes = [i for i in query.revincludes if ctx.actor.may(i.source_type, "r")]
         visible = self.visibility(ctx)
         base = f"{ctx.base_url}/{query.resource_type}"
-        plan_for_values(conn)
+        snapshot = repository.start_search(
+            conn, snapshot=query.snapshot is None and not query.summary_count
+        )
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
             total = (conn.execute(count_statement(query, visible))).scalar_one()
@@ -1272,7 +1274,7 @@ class ResourceService:
                 links=[("self", page_url(base, query.used))],
             )
         if query.snapshot is None:
-            query.snapshot = repository.max_rid(conn)
+            query.snapshot = snapshot
         rows, total, more = self._page(conn, query, visible)
         if owners is not None:
             owners.update((row.res_id, row.owner_org) for row in rows)

@@ -205,13 +205,15 @@ def plan_for_values(conn: Connection) -> None:
     with a worker, 7.5 ms without), and under load the workers only take the cores other
     requests need."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_SEARCH_PLANNING)
+        _PLAN_FOR_VALUES.first(conn)
 
 
-_SEARCH_PLANNING = (
+# The columns of a SELECT that sets them (``repository.start_search`` adds its own).
+SEARCH_PLANNING = (
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('max_parallel_workers_per_gather', '0', true)"
 )
+_PLAN_FOR_VALUES = DriverQuery(SEARCH_PLANNING)
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
 
 

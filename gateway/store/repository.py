@@ -16,6 +16,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
+from gateway.store.database import SEARCH_PLANNING, plan_for_values
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -550,11 +551,29 @@ def history(
     return [StoredVersion(*row) for row in rows], int(total), int(snapshot)
 
 
-_MAX_RID = select(func.coalesce(func.max(resources.c.rid), 0))
+_NEWEST = "SELECT coalesce(max(rid), 0) FROM resources"
+_MAX_RID = DriverQuery(_NEWEST)
+_PLANNED_MAX_RID = DriverQuery(f"{SEARCH_PLANNING}, ({_NEWEST})")
 
 
 def max_rid(conn: Connection) -> int:
-    return int(conn.execute(_MAX_RID).scalar_one())
+    row = _MAX_RID.first(conn)
+    assert row is not None
+    return int(row[0])
+
+
+def start_search(conn: Connection, *, snapshot: bool) -> int | None:
+    """Have PostgreSQL plan the search's statements for their values (``plan_for_values``)
+    and, with ``snapshot``, return the newest row key, which pins the search's pages: in one
+    round trip, where two cost a search at 100,000 resources a twentieth of its time."""
+    if not snapshot:
+        plan_for_values(conn)
+        return None
+    if conn.dialect.name != "postgresql":
+        return max_rid(conn)
+    row = _PLANNED_MAX_RID.first(conn)
+    assert row is not None
+    return int(row[-1])
 
 
 def share(
