@@ -208,7 +208,7 @@ def plan_for_values(conn: Connection) -> None:
         _PLAN_FOR_VALUES.first(conn)
 
 
-# The columns of a SELECT that sets them (``repository.start_search`` adds its own).
+# ``repository.start_search`` asks for the newest row key in the same SELECT.
 SEARCH_PLANNING = (
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('max_parallel_workers_per_gather', '0', true)"

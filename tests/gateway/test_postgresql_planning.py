@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from harness import PG_URL, FreshDatabase
 
+from gateway.store import repository
 from gateway.store.database import Database, plan_for_values
 
 pytestmark = pytest.mark.skipif(
@@ -33,12 +34,24 @@ def test_a_search_transaction_plans_for_values_and_leaves_others_alone(tmp_path)
         plan_for_values(conn)
         return show(conn)
 
+    def paging(conn) -> tuple[tuple[str, str], int | None]:
+        # A first page: the same settings, asked with the newest row key that pins the pages.
+        newest = repository.start_search(conn, snapshot=True)
+        return show(conn), newest
+
     async def run() -> tuple[tuple[str, str], ...]:
-        return await db.read(show), await db.read(searching), await db.read(show)
+        await db.migrate()
+        return (
+            await db.read(show),
+            await db.read(searching),
+            *(await db.read(paging)),
+            await db.read(show),
+        )
 
     try:
-        before, during, after = asyncio.run(run())
-        assert during == ("force_custom_plan", "0")
+        before, during, first_page, newest, after = asyncio.run(run())
+        assert during == first_page == ("force_custom_plan", "0")
+        assert newest == 0  # an empty store
         assert before == after
         assert before[0] == "auto"
     finally:
