@@ -39,7 +39,7 @@ def test_a_search_transaction_plans_for_values_and_leaves_others_alone(tmp_path)
         newest = repository.start_search(conn, snapshot=True)
         return show(conn), newest
 
-    async def run() -> tuple[tuple[str, str], ...]:
+    async def run() -> tuple[object, ...]:
         await db.migrate()
         return (
             await db.read(show),
