@@ -208,12 +208,12 @@ def plan_for_values(conn: Connection) -> None:
         _PLAN_FOR_VALUES.first(conn)
 
 
-# ``repository.start_search`` asks for the newest row key in the same SELECT.
+# Columns of a SELECT: ``repository.start_search`` asks for the newest row key beside them.
 SEARCH_PLANNING = (
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('max_parallel_workers_per_gather', '0', true)"
 )
-_PLAN_FOR_VALUES = DriverQuery(SEARCH_PLANNING)
+_PLAN_FOR_VALUES = DriverQuery(f"SELECT {SEARCH_PLANNING}")
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
 
 

@@ -553,7 +553,7 @@ def history(
 
 _NEWEST = "(SELECT coalesce(max(rid), 0) FROM resources)"
 _MAX_RID = DriverQuery(f"SELECT {_NEWEST}")
-_PLANNED_MAX_RID = DriverQuery(f"SELECT {_NEWEST}, {SEARCH_PLANNING.removeprefix('SELECT ')}")
+_PLANNED_MAX_RID = DriverQuery(f"SELECT {_NEWEST}, {SEARCH_PLANNING}")
 
 
 def max_rid(conn: Connection) -> int:
