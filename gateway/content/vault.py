@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from gateway.content import envelope
 from gateway.content.keyring import KeyRing, MasterKeyError
 from gateway.errors import GatewayError, InvalidResource
-from gateway.store.driver_sql import DriverQuery
+from gateway.store.driver_sql import DriverQuery, insert_into
 from gateway.store.schema import blob_chunks, blobs, master_key_checks
 
 MARKER = "zorgbrug-blob:"  # not base64, so no client can send one that passes validation
@@ -227,36 +227,23 @@ class ContentVault:
         info = prepared.close()
         kid, master = self.keyring.current_key()
         wrapped = envelope.wrap(master, info.blob_id, prepared._key)
-        self._insert_blob(conn, info, len(prepared.sealed_chunks), kid, wrapped)
-        conn.execute(
-            insert(blob_chunks),
-            [
-                {"blob_id": info.blob_id, "seq": seq, "data": data}
-                for seq, data in enumerate(prepared.sealed_chunks)
-            ],
+        _INSERT_BLOB.run(
+            conn,
+            info.blob_id,
+            info.owner_org,
+            info.size,
+            info.sha256,
+            info.sha1,
+            envelope.CHUNK_BYTES,
+            len(prepared.sealed_chunks),
+            kid,
+            wrapped,
+            _now_us(),
+        )
+        _INSERT_CHUNK.run_many(
+            conn, [(info.blob_id, seq, data) for seq, data in enumerate(prepared.sealed_chunks)]
         )
         return info
-
-    @staticmethod
-    def _insert_blob(
-        conn: Connection, info: BlobInfo, chunks: int, key_id: str, wrapped_key: bytes
-    ) -> None:
-        conn.execute(
-            insert(blobs),
-            {
-                "blob_id": info.blob_id,
-                "owner_org": info.owner_org,
-                "size": info.size,
-                "sha256": info.sha256,
-                "sha1": info.sha1,
-                "chunk_size": envelope.CHUNK_BYTES,
-                "chunks": chunks,
-                "key_id": key_id,
-                "wrapped_key": wrapped_key,
-                "deprecated_us": None,
-                "created_us": _now_us(),
-            },
-        )
 
     def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
         row = _blob_row(conn, blob_id)
@@ -419,6 +406,22 @@ def _blob_row(conn: Connection, blob_id: str) -> _BlobRow | None:
 
 
 # Every retrieve runs these: on the driver's cursor (see gateway.store.driver_sql).
+_INSERT_BLOB = insert_into(
+    "blobs",
+    (
+        "blob_id",
+        "owner_org",
+        "size",
+        "sha256",
+        "sha1",
+        "chunk_size",
+        "chunks",
+        "key_id",
+        "wrapped_key",
+        "created_us",
+    ),
+)
+_INSERT_CHUNK = insert_into("blob_chunks", ("blob_id", "seq", "data"))
 _BLOB = DriverQuery(f"SELECT {', '.join(_BlobRow._fields)} FROM blobs WHERE blob_id = ?")  # noqa: S608
 _CHUNKS_SQL = (
     "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? ORDER BY seq LIMIT ?"

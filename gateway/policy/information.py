@@ -167,7 +167,14 @@ class CallFacts:
 
 
 _EMERGENCIES_OF = (
-    select(emergencies)
+    select(
+        emergencies.c.actor_id,
+        emergencies.c.actor_org,
+        emergencies.c.patient_key,
+        emergencies.c.reason,
+        emergencies.c.start_us,
+        emergencies.c.end_us,
+    )
     .where(emergencies.c.patient_key.in_(bindparam("keys", expanding=True)))
     .order_by(emergencies.c.start_us)
 )
@@ -239,7 +246,9 @@ class PolicyInformation:
         self, conn: Connection, patient_keys: Sequence[str]
     ) -> dict[str, list[PatientConsent]]:
         """The consents of several patients, read in one statement."""
-        return _parsed_consents(conn, conn.execute(_CONSENTS_OF, {"keys": list(patient_keys)}))
+        if not patient_keys:
+            return {}
+        return _parsed_consents(conn, rows_of(conn, _CONSENTS_OF, {"keys": list(patient_keys)}))
 
     @staticmethod
     def addressed(conn: Connection, organization: str, rids: Sequence[int]) -> set[int]:
@@ -277,7 +286,7 @@ class PolicyInformation:
         """The directory and the agreements. Their versions are read on every call, so no
         process acts on a stale directory or agreement; their contents only when those
         changed."""
-        versions = tuple((rid, version) for rid, version in conn.execute(_NETWORK_VERSIONS))
+        versions = tuple((rid, version) for rid, version in rows_of(conn, _NETWORK_VERSIONS, {}))
         return self._network_at(conn, versions)
 
     def _network_at(self, conn: Connection, versions: tuple[tuple[int, int], ...]) -> Network:
@@ -301,15 +310,18 @@ class PolicyInformation:
     ) -> dict[str, list[Emergency]]:
         """The declared emergencies for several patients, read in one statement."""
         found: dict[str, list[Emergency]] = {}
-        for row in conn.execute(_EMERGENCIES_OF, {"keys": list(patient_keys)}):
-            found.setdefault(row.patient_key, []).append(
+        if not patient_keys:
+            return found
+        rows = rows_of(conn, _EMERGENCIES_OF, {"keys": list(patient_keys)})
+        for actor_id, actor_org, patient_key, reason, start_us, end_us in rows:
+            found.setdefault(patient_key, []).append(
                 Emergency(
-                    actor_id=row.actor_id,
-                    actor_org=row.actor_org,
-                    patient=row.patient_key,
-                    reason=row.reason,
-                    start=from_us(row.start_us),
-                    end=from_us(row.end_us),
+                    actor_id=actor_id,
+                    actor_org=actor_org,
+                    patient=patient_key,
+                    reason=reason,
+                    start=from_us(start_us),
+                    end=from_us(end_us),
                 )
             )
         return found

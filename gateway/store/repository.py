@@ -8,8 +8,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, bindparam, func, insert, null, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import FromClause
@@ -587,17 +585,8 @@ def share(
     if conn.dialect.name == "postgresql":  # one statement, not one per resource
         _SHARE_PG.run(conn, organization, now_us, delivery_id is None, delivery_id, wanted)
         return
-    rows = [
-        {
-            "rid": rid,
-            "org_ura": organization,
-            "created_us": now_us,
-            "active": delivery_id is None,
-            "delivery_id": delivery_id,
-        }
-        for rid in wanted
-    ]
-    conn.execute(_INSERT_SHARES[conn.dialect.name], rows)
+    active = delivery_id is None
+    _SHARE.run_many(conn, [(rid, organization, now_us, active, delivery_id) for rid in wanted])
 
 
 # A share that exists wins: on PostgreSQL a check before the insert let two transactions both
@@ -607,12 +596,10 @@ _SHARE_PG = DriverQuery(
     "SELECT rid, ?, ?::bigint, ?::boolean, ?::text FROM unnest(?::bigint[]) AS rid "
     "ON CONFLICT (rid, org_ura) DO NOTHING"
 )
-_INSERT_SHARES = {
-    dialect: dialect_insert(resource_shares).on_conflict_do_nothing(
-        index_elements=[resource_shares.c.rid, resource_shares.c.org_ura]
-    )
-    for dialect, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
-}
+_SHARE = DriverQuery(
+    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (rid, org_ura) DO NOTHING"
+)
 
 
 def activate_shares(conn: Connection, delivery_id: str) -> None:
@@ -646,43 +633,24 @@ def shared_with(conn: Connection, rid: int) -> list[str]:
 def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> None:
     """Give a stored resource, and its current version, its consent columns (e.g. a Binary,
     once its document is known); each version is judged by its own columns."""
+    columns = (consent.patient_key, consent.data_category, consent.data_date_us)
     if conn.dialect.name == "postgresql":  # both rows in one round trip
-        columns = (consent.patient_key, consent.data_category, consent.data_date_us)
         _SET_CONSENT_COLUMNS_PG.run(conn, *columns, rid, *columns)
         return
-    values = {
-        "the_rid": rid,
-        "key": consent.patient_key,
-        "category": consent.data_category,
-        "date_us": consent.data_date_us,
-    }
-    for statement in _SET_CONSENT_COLUMNS:
-        conn.execute(statement, values)
+    _SET_CONSENT_COLUMNS.run(conn, *columns, rid)
+    _SET_VERSION_CONSENT_COLUMNS.run(conn, *columns, rid)
 
 
-_CONSENT_VALUES: dict[str, Any] = {
-    "patient_key": bindparam("key"),
-    "data_category": bindparam("category"),
-    "data_date_us": bindparam("date_us"),
-}
-# Built once: each pushed document's Binary is given its columns this way.
-_SET_CONSENT_COLUMNS = (
-    update(resources).where(resources.c.rid == bindparam("the_rid")).values(**_CONSENT_VALUES),
-    # By the version's unique key: resource_versions has no index on rid, and a scan of every
-    # version per pushed document grew with the store.
-    update(resource_versions)
-    .where(
-        *(
-            resource_versions.c[name]
-            == select(resources.c[name])
-            .where(resources.c.rid == bindparam("the_rid"))
-            .scalar_subquery()
-            for name in ("res_type", "res_id", "version")
-        )
-    )
-    .values(**_CONSENT_VALUES),
+_SET_CONSENT_COLUMNS = DriverQuery(
+    "UPDATE resources SET patient_key = ?, data_category = ?, data_date_us = ? WHERE rid = ?"
 )
-
+# By the version's unique key: resource_versions has no index on rid, and a scan of every
+# version per pushed document grew with the store.
+_SET_VERSION_CONSENT_COLUMNS = DriverQuery(
+    "UPDATE resource_versions SET patient_key = ?, data_category = ?, data_date_us = ? "
+    "WHERE (res_type, res_id, version) = "
+    "(SELECT res_type, res_id, version FROM resources WHERE rid = ?)"
+)
 
 _SET_CONSENT_COLUMNS_PG = DriverQuery(
     "WITH attributed AS (UPDATE resources SET patient_key = ?, data_category = ?, "
@@ -780,8 +748,12 @@ def find_by_token(
     """Current resources of ``owner`` whose token ``param`` is ``system|code``, oldest first: one
     indexed lookup, for the gateway's own look-ups (not a client's search)."""
     statement = _token_lookup(system is None, owner is None, limit)
-    values = {"res_type": res_type, "param": param, "code": code, "system": system, "owner": owner}
-    return [StoredVersion(*row) for row in conn.execute(statement, values)]
+    values = {"res_type": res_type, "param": param, "code": code}
+    if system is not None:
+        values["system"] = system
+    if owner is not None:
+        values["owner"] = owner
+    return [_stored(row) for row in rows_of(conn, statement, values)]
 
 
 @functools.cache
@@ -809,9 +781,11 @@ def _token_lookup(no_system: bool, no_owner: bool, limit: int) -> Any:
 
 def find_patient(conn: Connection, patient_key: str, owner: str | None) -> StoredVersion | None:
     """The oldest current Patient of ``owner`` with this BSN."""
-    statement = _FIND_PATIENT_OF_NOBODY if owner is None else _FIND_PATIENT
-    row = conn.execute(statement, {"patient_key": patient_key, "owner": owner}).first()
-    return StoredVersion(*row) if row else None
+    if owner is None:
+        rows = rows_of(conn, _FIND_PATIENT_OF_NOBODY, {"patient_key": patient_key})
+    else:
+        rows = rows_of(conn, _FIND_PATIENT, {"patient_key": patient_key, "owner": owner})
+    return _stored(rows[0]) if rows else None
 
 
 _FIND_PATIENT, _FIND_PATIENT_OF_NOBODY = (
