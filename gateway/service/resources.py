@@ -76,6 +76,7 @@ from gateway.store.search_sql import (
     everything_visible,
     hidden_of_patient,
     include_statement,
+    keyed,
     organization_visible,
     page_ahead_statement,
     page_statement,
@@ -1261,7 +1262,9 @@ class ResourceService:
         visible = self.visibility(ctx)
         base = f"{ctx.base_url}/{query.resource_type}"
         snapshot = repository.start_search(
-            conn, snapshot=query.snapshot is None and not query.summary_count
+            conn,
+            snapshot=query.snapshot is None and not query.summary_count,
+            for_values=not keyed(query),
         )
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:

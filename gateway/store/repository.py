@@ -558,15 +558,21 @@ def max_rid(conn: Connection) -> int:
     return _one(_MAX_RID.first(conn))
 
 
-def start_search(conn: Connection, *, snapshot: bool) -> int | None:
-    """Have PostgreSQL plan the search's statements for their values (``plan_for_values``)
-    and, with ``snapshot``, return the newest row key, which pins the search's pages: one
-    statement, one round trip, for both."""
-    if not snapshot:
-        plan_for_values(conn)
-        return None
+def start_search(conn: Connection, *, snapshot: bool, for_values: bool = True) -> int | None:
+    """With ``for_values``, have PostgreSQL plan the search's statements for their values
+    (``plan_for_values``), and, with ``snapshot``, return the newest row key, which pins the
+    search's pages: one statement, one round trip, for both.
+
+    Without ``for_values`` PostgreSQL may keep a generic plan, for searches whose every value
+    matches few rows (``search_sql.keyed``): planning their statements anew took ten times
+    as long as running them (Observation?patient.identifier=<BSN> at 100,000 resources:
+    0.65 ms to plan the page, 0.06 ms to run it)."""
     postgres = conn.dialect.name == "postgresql"
-    return _one((_PLANNED_MAX_RID if postgres else _MAX_RID).first(conn))
+    if not snapshot:
+        if for_values:
+            plan_for_values(conn)
+        return None
+    return _one((_PLANNED_MAX_RID if postgres and for_values else _MAX_RID).first(conn))
 
 
 def share(

@@ -285,6 +285,12 @@ def _drive_rank(c: Criterion) -> int:
     return 3  # codes, statuses, categories: shared by many resources
 
 
+def keyed(query: SearchQuery) -> bool:
+    """Whether an ``_id`` or a BSN chain picks the search's matches: one resource's or one
+    patient's rows whatever the values, so one plan serves every search of its shape."""
+    return any(_selective(c) and _drive_rank(c) == 0 for c in query.criteria)
+
+
 def _selective(c: Criterion) -> bool:
     """Whether a criterion usually matches few resources (identifiers, codes, references)."""
     if c.missing is not None or c.modifier in ("not", "contains"):
