@@ -405,7 +405,8 @@ def _blob_row(conn: Connection, blob_id: str) -> _BlobRow | None:
     return _BlobRow(*row) if row is not None else None
 
 
-# Every retrieve runs these: on the driver's cursor (see gateway.store.driver_sql).
+# Every pushed document and every retrieve runs these: on the driver's cursor (see
+# gateway.store.driver_sql).
 _INSERT_BLOB = insert_into(
     "blobs",
     (
