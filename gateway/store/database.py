@@ -217,12 +217,6 @@ _PLAN_FOR_VALUES = DriverQuery(f"SELECT {SEARCH_PLANNING}")
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
 
 
-# Read the store through the OS page cache, shared by every connection, instead of copying each
-# page into a connection's own small cache (2 MiB): a search that looks up thousands of rows by
-# key (Patient?family=Jans&_total=accurate at 100,000 resources) made a system call per row.
-_SQLITE_MMAP_BYTES = 1 << 30
-
-
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -233,7 +227,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
