@@ -567,12 +567,13 @@ def start_search(conn: Connection, *, snapshot: bool, for_values: bool = True) -
     matches few rows (``search_sql.keyed``): planning their statements anew took ten times
     as long as running them (Observation?patient.identifier=<BSN> at 100,000 resources:
     0.65 ms to plan the page, 0.06 ms to run it)."""
-    postgres = conn.dialect.name == "postgresql"
     if not snapshot:
         if for_values:
             plan_for_values(conn)
         return None
-    return _one((_PLANNED_MAX_RID if postgres and for_values else _MAX_RID).first(conn))
+    if for_values and conn.dialect.name == "postgresql":
+        return _one(_PLANNED_MAX_RID.first(conn))
+    return max_rid(conn)
 
 
 def share(
