@@ -245,7 +245,7 @@ def insert_resource(
             raise DuplicateId(f"{res_type}/{res_id}") from None
     if not postgres:
         _INSERT_VERSION.run(conn, rid, *version[1:])
-        _insert_index(conn, rid, index)
+        _insert_index(conn, rid, owner_org, index)
     _note_version(conn, rid, version)
     return rid
 
@@ -294,7 +294,7 @@ def write_version(
         for drop in _DELETE_INDEX:
             drop.run(conn, rid)
         if index is not None:
-            _insert_index(conn, rid, index)
+            _insert_index(conn, rid, owner_org, index)
     _note_version(conn, rid, version)
     return new_version
 
@@ -355,13 +355,13 @@ def _index_json(index: IndexRows) -> list[str]:
     return [orjson.dumps(by_kind[kind]).decode() for kind in _INSERT_INDEX]
 
 
-def _insert_index(conn: Connection, rid: int, index: IndexRows) -> None:
+def _insert_index(conn: Connection, rid: int, owner_org: str | None, index: IndexRows) -> None:
     """SQLite: the index rows of one resource, a batch per table."""
     by_kind = index.by_kind()
     for kind, rows in by_kind.items():
         if rows:
             columns, statement = _INSERT_INDEX[kind]
-            statement.run_many(conn, [(rid, *(row[c] for c in columns)) for row in rows])
+            statement.run_many(conn, [(rid, owner_org, *(row[c] for c in columns)) for row in rows])
 
 
 def _one(row: tuple[Any, ...] | None) -> int:
@@ -430,23 +430,30 @@ def _resource_row(
     return tuple(values[c] for c in _RESOURCE_COLUMNS)
 
 
+# Columns of an index row that come from the resource, not from ``IndexRows``.
+_INDEX_KEYS = ("rid", "owner_org")
+
+
 def _index_insert(table: Table) -> tuple[tuple[str, ...], DriverQuery]:
-    """Index rows: the row key, then the columns ``IndexRows`` fills, in the table's order."""
-    columns = tuple(c.name for c in table.columns if c.name != "rid")
-    return columns, insert_into(table.name, ("rid", *columns))
+    """Index rows: the row key and owner, then the columns ``IndexRows`` fills, in the table's
+    order."""
+    columns = tuple(c.name for c in table.columns if c.name not in _INDEX_KEYS)
+    return columns, insert_into(table.name, (*_INDEX_KEYS, *columns))
 
 
-def _index_inserts_pg(rid: str) -> list[str]:
-    """PostgreSQL: WITH items inserting one resource's index rows under the row key ``rid`` (an
-    SQL expression), each table's rows from one JSON parameter (``json_rows``)."""
+def _index_inserts_pg(written: str) -> list[str]:
+    """PostgreSQL: WITH items inserting one resource's index rows with the row key and owner of
+    the resource row the WITH item ``written`` returns, each table's rows from one JSON
+    parameter (``json_rows``)."""
     inserts = []
     for table in INDEX_TABLES.values():
-        columns = [c for c in table.columns if c.name != "rid"]
+        columns = [c for c in table.columns if c.name not in _INDEX_KEYS]
         names = ", ".join(c.name for c in columns)
         picked = ", ".join(f'json_rows."{c.name}"' for c in columns)
         inserts.append(
-            f"ins_{table.name} AS (INSERT INTO {table.name} (rid, {names}) "  # noqa: S608 - our schema
-            f"SELECT {rid}, {picked} FROM {json_rows(columns)})"
+            f"ins_{table.name} AS (INSERT INTO {table.name} ({', '.join(_INDEX_KEYS)}, {names}) "  # noqa: S608 - our schema
+            f"SELECT {written}.rid, {written}.owner_org, {picked} FROM {written}, "
+            f"{json_rows(columns)})"
         )
     return inserts
 
@@ -456,18 +463,21 @@ def _index_inserts_pg(rid: str) -> list[str]:
 # CPU in psycopg than the rows cost the database, and a round trip.
 _NEW_RID = "(SELECT rid FROM created)"
 _FIRST_VERSION = _INSERT_VERSION.sql.replace("VALUES (?", f"VALUES ({_NEW_RID}", 1)
+_CREATE_RESOURCE_PG = insert_into(
+    "resources", ("res_type", "res_id", *_RESOURCE_COLUMNS), "rid, owner_org"
+)
 _CREATE_PG = DriverQuery(
-    f"WITH created AS ({_INSERT_RESOURCE.sql}), first_version AS ({_FIRST_VERSION}), "  # noqa: S608
-    f"{', '.join(_index_inserts_pg(_NEW_RID))} SELECT rid FROM created"
+    f"WITH created AS ({_CREATE_RESOURCE_PG.sql}), first_version AS ({_FIRST_VERSION}), "  # noqa: S608
+    f"{', '.join(_index_inserts_pg('created'))} SELECT rid FROM created"
 )
 _DELETE_INDEX_PG = ", ".join(
     f"del_{table.name} AS (DELETE FROM {table.name} WHERE rid = ?)"  # noqa: S608 - our schema
     for table in INDEX_TABLES.values()
 )
 _UPDATE_PG = DriverQuery(
-    f"WITH updated AS ({_UPDATE_RESOURCE.sql} RETURNING rid), "  # noqa: S608 - our schema
+    f"WITH updated AS ({_UPDATE_RESOURCE.sql} RETURNING rid, owner_org), "
     f"next_version AS ({_INSERT_VERSION.sql}), {_DELETE_INDEX_PG}, "
-    f"{', '.join(_index_inserts_pg('(SELECT rid FROM updated)'))} SELECT 1"
+    f"{', '.join(_index_inserts_pg('updated'))} SELECT 1"
 )
 _INSERT_INDEX = {kind: _index_insert(table) for kind, table in INDEX_TABLES.items()}
 _DELETE_INDEX = tuple(

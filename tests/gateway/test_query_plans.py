@@ -142,6 +142,10 @@ def own_record(fhir) -> None:
                 "_sort": "-_lastUpdated",
             },
         ),
+        fhir.get(
+            "/Patient",
+            params={"family": "Jan", "birthdate": "ge1960", "_sort": "given", "_total": "accurate"},
+        ),
         fhir.get("/Patient", params={"name:contains": "ans", "_count": "1"}),
         fhir.get("/Patient", params={"identifier": f"{BSN}|{PATIENT_BSN}", "_summary": "count"}),
         fhir.get("/Patient", params={"_lastUpdated": "gt2020-01-01", "gender:not": "female"}),
@@ -166,7 +170,7 @@ def own_record(fhir) -> None:
         ),
         fhir.delete(f"/Observation/{oid}"),
     ]
-    assert [c.status_code for c in calls] == [200] * 10 + [201, 200, 204], [
+    assert [c.status_code for c in calls] == [200] * 11 + [201, 200, 204], [
         c.text[:200] for c in calls
     ]
     assert fhir.get(f"/Observation/{oid}").status_code == 410

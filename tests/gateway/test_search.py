@@ -159,6 +159,64 @@ def test_several_selective_criteria_match_in_any_order_with_paging_and_totals(fh
     assert ids(fhir.get("/Patient", params=names).json()) == {patients[1]["id"]}
 
 
+def test_counts_take_each_match_once_by_its_current_values_and_only_the_visible_ones(server, fhir):
+    """``_total=accurate`` and ``_summary=count`` judge the matches from their index rows: a
+    resource two of whose values match counts once, an updated one by its new values, a deleted
+    one not at all, another organisation's not without consent; with a sort key, past the last
+    page, and with a chain driving, they count what the pages hold."""
+    tag = unique()
+    family = f"Cnt{tag}"
+
+    def patient(names, birth):
+        body = {
+            "resourceType": "Patient",
+            "name": [{"family": f"{family}{n}"} for n in names],
+            "birthDate": birth,
+        }
+        response = fhir.post("/Patient", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    twice, old, moved, deleted, kept = (
+        patient(["A", "B"], "1970-01-01"),
+        patient(["C"], "1940-01-01"),
+        patient(["D"], "1980-01-01"),
+        patient(["E"], "1990-01-01"),
+        patient(["F"], "1960-01-01"),
+    )
+    elsewhere = {"resourceType": "Patient", "name": [{"family": f"{family}Z"}]}
+    with server.client(server.hospital("90000777", "Other Count Hospital")) as other:
+        assert other.post("/Patient", json=elsewhere).status_code == 201
+    renamed = {**moved, "name": [{"family": f"Not{tag}"}]}
+    assert fhir.put(f"/Patient/{moved['id']}", json=renamed).status_code == 200
+    observations = {
+        p["id"]: make_observation(fhir, p["id"], "718-7", "2026-01-01")
+        for p in (twice, deleted, kept)
+    }
+    assert fhir.delete(f"/Patient/{deleted['id']}").status_code in (200, 204)
+
+    def counted(res_type, params):
+        page = fhir.get(f"/{res_type}", params=[*params, ("_total", "accurate")])
+        assert page.status_code == 200, page.text
+        summary = fhir.get(f"/{res_type}", params=[*params, ("_summary", "count")]).json()
+        past = [*params, ("_count", "1"), ("_offset", "9"), ("_total", "accurate")]
+        beyond = fhir.get(f"/{res_type}", params=past).json()
+        assert page.json()["total"] == summary["total"] == beyond["total"], params
+        return page.json()
+
+    adults = [("family", family), ("birthdate", "ge1950")]
+    found = counted("Patient", adults)
+    assert found["total"] == 2 and ids(found) == {twice["id"], kept["id"]}
+    everyone = counted("Patient", [("family", family)])  # the one born before 1950 too
+    assert everyone["total"] == 3 and old["id"] in ids(everyone)
+    ordered = counted("Patient", [*adults, ("_sort", "-family"), ("_count", "1")])
+    assert ordered["total"] == 2
+    assert [e["resource"]["id"] for e in ordered["entry"]] == [kept["id"]]  # F after B
+    chained = counted("Observation", [("subject:Patient.family", family)])
+    assert chained["total"] == 2
+    assert ids(chained) == {observations[twice["id"]]["id"], observations[kept["id"]]["id"]}
+
+
 def test_id_and_last_updated(fhir):
     p = make_patient(fhir, "Ids")
     assert ids(fhir.get("/Patient", params={"_id": p["id"]}).json()) == {p["id"]}
