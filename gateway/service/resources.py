@@ -68,17 +68,16 @@ from gateway.settings import Settings
 from gateway.store import repository
 from gateway.store.database import Database
 from gateway.store.repository import StoredVersion
+from gateway.store.search_shapes import Kind, search_statement
 from gateway.store.search_sql import (
     ConsentScope,
     Visibility,
-    count_statement,
-    counted_page_statement,
+    bound_visibility,
     everything_visible,
     hidden_of_patient,
     include_statement,
     keyed,
     organization_visible,
-    page_ahead_statement,
     page_statement,
     revinclude_statement,
     visible_rid,
@@ -242,6 +241,16 @@ class ResourceService:
         if ctx.actor.is_local and organization is None:  # the operator's console
             return everything_visible
         return organization_visible(
+            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
+        )
+
+    def bound_visibility(self, ctx: RequestContext) -> tuple[Visibility, dict[str, Any]]:
+        """``visibility`` with its values as parameters, and those values (for statements kept
+        per shape: gateway.store.search_shapes)."""
+        organization = ctx.actor.organization
+        if ctx.actor.is_local and organization is None:
+            return everything_visible, {}
+        return bound_visibility(
             organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
         )
 
@@ -1268,7 +1277,9 @@ class ResourceService:
         )
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
-            total = (conn.execute(count_statement(query, visible))).scalar_one()
+            total = conn.execute(
+                *search_statement("count", query, *self.bound_visibility(ctx))
+            ).scalar_one()
             return bundle_bytes(
                 "searchset",
                 [],
@@ -1278,7 +1289,7 @@ class ResourceService:
             )
         if query.snapshot is None:
             query.snapshot = snapshot
-        rows, total, more = self._page(conn, query, visible)
+        rows, total, more = self._page(conn, query, self.bound_visibility(ctx))
         if owners is not None:
             owners.update((row.res_id, row.owner_org) for row in rows)
         entries = [
@@ -1314,23 +1325,24 @@ class ResourceService:
 
     @staticmethod
     def _page(
-        conn: Connection, query: SearchQuery, visible: Visibility
+        conn: Connection, query: SearchQuery, visibility: tuple[Visibility, dict[str, Any]]
     ) -> tuple[list[StoredVersion], int | None, bool]:
         """The page's versions, the number of all matches when it is known, and whether more
         matches follow the page. Counting every match is done on ``_total=accurate`` (and for
         ``_count=0``); otherwise the total is known when the page holds the last match."""
         if query.total == "accurate" or query.count == 0:
-            found = conn.execute(counted_page_statement(query, visible)).all()
+            found = conn.execute(*search_statement("counted", query, *visibility)).all()
             if found:
                 total = found[0].total
             elif query.offset == 0 and query.count > 0:
                 total = 0
             else:  # past the last page, or no page asked for: only a count tells
-                total = conn.execute(count_statement(query, visible)).scalar_one()
+                total = conn.execute(*search_statement("count", query, *visibility)).scalar_one()
             rows = [StoredVersion(*row[:-1]) for row in found]
             return rows, total, query.count > 0 and query.offset + query.count < total
         postgres = conn.dialect.name == "postgresql"
-        found = conn.execute(page_ahead_statement(query, visible, candidates_first=postgres)).all()
+        kind: Kind = "page, candidates first" if postgres else "page"
+        found = conn.execute(*search_statement(kind, query, *visibility)).all()
         rows = [StoredVersion(*row) for row in found[: query.count]]
         more = len(found) > query.count
         # OFFSET skipped ``offset`` matches, so a page short of full ends the matches; an empty

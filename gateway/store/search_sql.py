@@ -62,6 +62,25 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# A string value bound as a parameter (gateway.store.search_shapes) comes with the values its
+# prefix and substring matches compare with, bound under its name with these suffixes.
+PREFIX_END, CONTAINS_PATTERN = "_end", "_pattern"
+
+
+def prefix_end(value: str) -> str:
+    """Where the strings starting with ``value`` end (exclusive)."""
+    return value + _TOP
+
+
+def contains_pattern(value: str) -> str:
+    """The LIKE pattern of the strings containing ``value``."""
+    return f"%{_like_escape(value)}%"
+
+
+def _derived(value: Any, derive: Callable[[str], str], suffix: str) -> Any:
+    return derive(value) if isinstance(value, str) else bindparam(f"{value.key}{suffix}")
+
+
 def date_clause(lo: Any, hi: Any, value: DateValue) -> ColumnElement[bool]:
     """FHIR date comparison of a target range [lo, hi] with a search value's range."""
     contained = and_(lo >= value.lo, hi <= value.hi)
@@ -178,11 +197,22 @@ def _index_match(c: Criterion, index: FromClause) -> ColumnElement[bool]:
             return index.c.value.in_(c.values)
         if c.modifier == "contains":
             return or_(
-                *(index.c.value_norm.like(f"%{_like_escape(v)}%", escape="\\") for v in c.values)
+                *(
+                    index.c.value_norm.like(
+                        _derived(v, contains_pattern, CONTAINS_PATTERN), escape="\\"
+                    )
+                    for v in c.values
+                )
             )
         # starts with, as a range so that the index serves it
         return or_(
-            *(and_(index.c.value_norm >= v, index.c.value_norm < v + _TOP) for v in c.values)
+            *(
+                and_(
+                    index.c.value_norm >= v,
+                    index.c.value_norm < _derived(v, prefix_end, PREFIX_END),
+                )
+                for v in c.values
+            )
         )
     if c.kind in ("token", "uri"):
         alternatives = []
@@ -225,7 +255,8 @@ def _patient_keys(c: Criterion) -> list[str] | None:
             if value.any_system or value.system != BSN_SYSTEM or value.code is None:
                 return None
             keys.add(value.code)
-    return sorted(keys) if keys else None
+    # One order for one set: by value, or by name when bound (gateway.store.search_shapes).
+    return sorted(keys, key=lambda k: getattr(k, "key", k)) if keys else None
 
 
 def _sort_column(r: FromClause, key: SortKey) -> Any:
@@ -585,24 +616,36 @@ def hidden_of_patient(
     return _hidden_statement(addressed, scope.opt_out), _values(organization, public_owner, scope)
 
 
+def bound_visibility(
+    organization: str | None, public_owner: str, scope: ConsentScope | None, *, addressed: bool
+) -> tuple[Visibility, dict[str, Any]]:
+    """``organization_visible`` with every value a parameter, and those values: one Visibility
+    for every organisation and actor, so that what is built with it can be kept per shape
+    (gateway.store.search_shapes)."""
+    opt_out = None if scope is None else scope.opt_out
+    values = {"org": organization, "public": public_owner}
+    if scope is not None:
+        values |= {"actor": scope.actor_id, "purpose": scope.purpose}
+    return _bound_visibility(addressed, opt_out), values
+
+
 def _values(organization: str, public_owner: str, scope: ConsentScope) -> dict[str, Any]:
-    return {
-        "org": organization,
-        "public": public_owner,
-        "actor": scope.actor_id,
-        "purpose": scope.purpose,
-    }
+    return bound_visibility(organization, public_owner, scope, addressed=True)[1]
+
+
+@functools.cache
+def _bound_visibility(addressed: bool, opt_out: bool | None) -> Visibility:
+    def value(name: str) -> Any:  # a parameter where the builders take a value
+        return bindparam(name)
+
+    scope = None if opt_out is None else ConsentScope(value("actor"), value("purpose"), opt_out)
+    return _visibility(value("org"), value("public"), scope, addressed=addressed)
 
 
 @functools.cache
 def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
     """The visibility condition on ``resources`` with every value a parameter (``_values``)."""
-
-    def value(name: str) -> Any:  # a parameter where the builders take a value
-        return bindparam(name)
-
-    scope = ConsentScope(value("actor"), value("purpose"), opt_out)
-    condition = _visibility(value("org"), value("public"), scope, addressed=addressed)(resources)
+    condition = _bound_visibility(addressed, opt_out)(resources)
     assert condition is not None, "an organisation's visibility always has a condition"
     return condition
 
