@@ -107,6 +107,12 @@ class SearchQuery:
     revincludes: list[Include] = field(default_factory=list)
     used: list[tuple[str, str]] = field(default_factory=list)  # what the self link shows
 
+    @property
+    def counts_all(self) -> bool:
+        """Whether the search counts every match (``_total=accurate``, ``_count=0``,
+        ``_summary=count``)."""
+        return self.summary_count or self.total == "accurate" or self.count == 0
+
 
 def parse_search(
     resource_type: str,

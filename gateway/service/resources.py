@@ -1273,7 +1273,7 @@ class ResourceService:
         snapshot = repository.start_search(
             conn,
             snapshot=query.snapshot is None and not query.summary_count,
-            for_values=not keyed(query),
+            planning="kept" if keyed(query) else "generic" if query.counts_all else "for values",
         )
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
@@ -1330,7 +1330,7 @@ class ResourceService:
         """The page's versions, the number of all matches when it is known, and whether more
         matches follow the page. Counting every match is done on ``_total=accurate`` (and for
         ``_count=0``); otherwise the total is known when the page holds the last match."""
-        if query.total == "accurate" or query.count == 0:
+        if query.counts_all:
             found = conn.execute(*search_statement("counted", query, *visibility)).all()
             if found:
                 total = found[0].total

@@ -14,7 +14,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.database import SEARCH_PLANNING, plan_for_values
+from gateway.store.database import Planning, plan_search, search_planning
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -561,28 +561,32 @@ def history(
 
 _NEWEST = "(SELECT coalesce(max(rid), 0) FROM resources)"
 _MAX_RID = DriverQuery(f"SELECT {_NEWEST}")
-_PLANNED_MAX_RID = DriverQuery(f"SELECT {_NEWEST}, {SEARCH_PLANNING}")
+_PLANNED_MAX_RID: dict[Planning, DriverQuery] = {
+    planning: DriverQuery(f"SELECT {_NEWEST}, {search_planning(planning)}")
+    for planning in ("for values", "generic")
+}
 
 
 def max_rid(conn: Connection) -> int:
     return _one(_MAX_RID.first(conn))
 
 
-def start_search(conn: Connection, *, snapshot: bool, for_values: bool = True) -> int | None:
-    """With ``for_values``, have PostgreSQL plan the search's statements for their values
-    (``plan_for_values``), and, with ``snapshot``, return the newest row key, which pins the
-    search's pages: one statement, one round trip, for both.
+def start_search(
+    conn: Connection, *, snapshot: bool, planning: Planning = "for values"
+) -> int | None:
+    """Have PostgreSQL plan the search's statements as ``planning`` says (``plan_search``),
+    and, with ``snapshot``, return the newest row key, which pins the search's pages: one
+    statement, one round trip, for both.
 
-    Without ``for_values`` PostgreSQL may keep a generic plan, for searches whose every value
-    matches few rows (``search_sql.keyed``): planning their statements anew took ten times
-    as long as running them (Observation?patient.identifier=<BSN> at 100,000 resources:
-    0.65 ms to plan the page, 0.06 ms to run it)."""
+    ``kept`` lets PostgreSQL keep a generic plan, for searches whose every value matches few
+    rows (``search_sql.keyed``): planning their statements anew took ten times as long as
+    running them (Observation?patient.identifier=<BSN> at 100,000 resources: 0.65 ms to plan
+    the page, 0.06 ms to run it)."""
     if not snapshot:
-        if for_values:
-            plan_for_values(conn)
+        plan_search(conn, planning)
         return None
-    if for_values and conn.dialect.name == "postgresql":
-        return _one(_PLANNED_MAX_RID.first(conn))
+    if planning != "kept" and conn.dialect.name == "postgresql":
+        return _one(_PLANNED_MAX_RID[planning].first(conn))
     return max_rid(conn)
 
 

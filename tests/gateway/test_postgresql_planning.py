@@ -3,7 +3,8 @@ a prepared search PostgreSQL would otherwise move to a generic plan, which canno
 patient's few rows from a code's many (bench/run.py: Observation?patient=&code= went from 2 to
 45 ms). Other transactions keep PostgreSQL's default, and so do searches by ``_id`` or by a
 patient's BSN, whose matches are few whatever the values: planning them anew took ten times as
-long as running them."""
+long as running them. A search that counts all its matches is planned once for any values:
+planned for its values, PostgreSQL could take it for a page that stops early."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from harness import PG_URL, FreshDatabase
 from gateway.fhir.search import parse_search
 from gateway.fhir.search_params import registry
 from gateway.store import repository
-from gateway.store.database import Database, plan_for_values
+from gateway.store.database import Database, plan_search
 from gateway.store.search_sql import keyed
 
 needs_postgresql = pytest.mark.skipif(
@@ -31,18 +32,18 @@ def show(conn) -> tuple[str, str]:
 
 
 @needs_postgresql
-def test_a_search_transaction_plans_for_values_and_leaves_others_alone(tmp_path):
+def test_a_search_transaction_plans_for_values_or_generically_and_leaves_others_alone(tmp_path):
     """... and without parallel workers, whose start cost a search's page more than its work."""
     fresh = FreshDatabase("postgresql", tmp_path)
     db = Database(fresh.url, threads=1)
 
-    def searching(conn) -> tuple[str, str]:
-        plan_for_values(conn)
+    def searching(conn, planning="for values") -> tuple[str, str]:
+        plan_search(conn, planning)
         return show(conn)
 
-    def paging(conn, *, for_values: bool = True) -> tuple[tuple[str, str], int | None]:
+    def paging(conn, planning="for values") -> tuple[tuple[str, str], int | None]:
         # A first page: the same settings, asked with the newest row key that pins the pages.
-        newest = repository.start_search(conn, snapshot=True, for_values=for_values)
+        newest = repository.start_search(conn, snapshot=True, planning=planning)
         return show(conn), newest
 
     async def run() -> tuple[object, ...]:
@@ -51,14 +52,28 @@ def test_a_search_transaction_plans_for_values_and_leaves_others_alone(tmp_path)
             await db.read(show),
             await db.read(searching),
             *(await db.read(paging)),
-            *(await db.read(lambda conn: paging(conn, for_values=False))),
+            *(await db.read(lambda conn: paging(conn, "kept"))),
+            await db.read(lambda conn: searching(conn, "generic")),
+            *(await db.read(lambda conn: paging(conn, "generic"))),
             await db.read(show),
         )
 
     try:
-        before, during, first_page, newest, keyed_page, keyed_newest, after = asyncio.run(run())
+        (
+            before,
+            during,
+            first_page,
+            newest,
+            keyed_page,
+            keyed_newest,
+            counting,
+            counted_page,
+            counted_newest,
+            after,
+        ) = asyncio.run(run())
         assert during == first_page == ("force_custom_plan", "0")
-        assert newest == keyed_newest == 0  # an empty store
+        assert counting == counted_page == ("force_generic_plan", "0")
+        assert newest == keyed_newest == counted_newest == 0  # an empty store
         assert before == after == keyed_page
         assert before[0] == "auto"
     finally:
