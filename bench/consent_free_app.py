@@ -2,10 +2,10 @@
 
 It exists only to measure what consent filtering costs: never serve it. Everything is the real
 gateway (authentication, scopes, the disabled-client check, search parsing, paging, bundles)
-except ``ResourceService.visibility``, which here returns ``organization_visible(organization,
-NETWORK)`` without a ``ConsentScope``: an organisation sees its own resources, the network
-directory and what was shared with it, and no SQL arm opens other organisations' data through
-consent_grants, agreement_grants or emergencies. The operator's console (a local actor without an
+except ``ResourceService.visibility`` and ``ResourceService.bound_visibility`` (the form search
+statements take), which here leave out the ``ConsentScope``: an organisation sees its own
+resources, the network directory and what was shared with it, and no SQL arm opens other
+organisations' data through consent_grants, agreement_grants or emergencies. The operator's console (a local actor without an
 organisation) still sees everything, as in the real gateway.
 """
 
@@ -18,7 +18,12 @@ from fastapi import FastAPI
 from gateway.api import app as gateway_app
 from gateway.context import NETWORK, RequestContext
 from gateway.service.resources import ResourceService
-from gateway.store.search_sql import Visibility, everything_visible, organization_visible
+from gateway.store.search_sql import (
+    Visibility,
+    bound_visibility,
+    everything_visible,
+    organization_visible,
+)
 
 
 def visibility_without_consent(_service: ResourceService, ctx: RequestContext) -> Visibility:
@@ -29,7 +34,18 @@ def visibility_without_consent(_service: ResourceService, ctx: RequestContext) -
     return organization_visible(organization, NETWORK)
 
 
+def bound_visibility_without_consent(
+    _service: ResourceService, ctx: RequestContext
+) -> tuple[Visibility, dict[str, Any]]:
+    """ResourceService.bound_visibility minus the consent arm."""
+    organization = ctx.actor.organization
+    if ctx.actor.is_local and organization is None:
+        return everything_visible, {}
+    return bound_visibility(organization, NETWORK, None, addressed=True)
+
+
 def create_app() -> FastAPI:
     ResourceService.visibility = visibility_without_consent  # type: ignore[method-assign]
+    ResourceService.bound_visibility = bound_visibility_without_consent  # type: ignore[method-assign]
     app: Any = gateway_app.create_app()
     return app

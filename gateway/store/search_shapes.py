@@ -54,7 +54,7 @@ def search_statement(
     none at all), since it is part of the shape."""
     binder = _Binder(dict(visibility_values))
     shaped = binder.query(query)
-    key = (kind, visible, binder.shape(query))
+    key = (kind, visible, _shape(query))
     statement = _statements.get(key)
     if statement is None:
         statement = _BUILDERS[kind](shaped, visible)
@@ -118,13 +118,15 @@ class _Binder:
             return ReferenceValue(v.target_type, target_id, url)
         raise TypeError(f"no parameter for a search value of type {type(v).__name__}")
 
-    def shape(self, query: SearchQuery) -> tuple[Any, ...]:
-        return (
-            query.resource_type,
-            tuple(_criterion_shape(c) for c in query.criteria),
-            tuple(query.sort),
-            query.snapshot is None,
-        )
+
+def _shape(query: SearchQuery) -> tuple[Any, ...]:
+    """What decides a query's SQL: everything but its values."""
+    return (
+        query.resource_type,
+        tuple(_criterion_shape(c) for c in query.criteria),
+        tuple(query.sort),
+        query.snapshot is None,
+    )
 
 
 def _criterion_shape(c: Criterion) -> tuple[Any, ...]:
