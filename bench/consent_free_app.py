@@ -5,8 +5,8 @@ gateway (authentication, scopes, the disabled-client check, search parsing, pagi
 except ``ResourceService.visibility`` and ``ResourceService.bound_visibility`` (the form search
 statements take), which here leave out the ``ConsentScope``: an organisation sees its own
 resources, the network directory and what was shared with it, and no SQL arm opens other
-organisations' data through consent_grants, agreement_grants or emergencies. The operator's console (a local actor without an
-organisation) still sees everything, as in the real gateway.
+organisations' data through consent_grants, agreement_grants or emergencies. The operator's
+console (a local actor without an organisation) still sees everything, as in the real gateway.
 """
 
 from __future__ import annotations
