@@ -618,22 +618,18 @@ def sql_breakdown(
     database_url: str, data_dir: Path, searches: dict[str, Search], repeats: int
 ) -> dict[str, Any]:
     """What one request of each search costs in the store layer, with and without the consent
-    arm, measured in this process (medians of ``repeats`` after one warm-up): building the page
-    statement (a SQLAlchemy expression, as ResourceService.search_in does for every
-    request), then executing it (cache key, compiled-cache lookup, the database); and its plan
-    (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN ANALYZE)."""
+    arm, measured in this process (medians of ``repeats`` after one warm-up): finding the page
+    statement kept for the search's shape and binding its values (as ResourceService.search_in
+    does for every request), then executing it (compiled-cache lookup, the database); and its
+    plan (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN ANALYZE)."""
     from gateway.context import NETWORK
     from gateway.fhir.search import parse_search
     from gateway.fhir.search_params import registry
     from gateway.policy.information import READ_PURPOSE
     from gateway.store import repository
     from gateway.store.database import Database
-    from gateway.store.search_sql import (
-        ConsentScope,
-        counted_page_statement,
-        organization_visible,
-        page_ahead_statement,
-    )
+    from gateway.store.search_shapes import search_statement
+    from gateway.store.search_sql import ConsentScope, bound_visibility
 
     client = orjson.loads((data_dir / "demo" / SEARCHER / "client.json").read_bytes())
     db = Database(database_url, threads=1)
@@ -650,10 +646,8 @@ def sql_breakdown(
                     purpose=READ_PURPOSE,
                     opt_out=False,
                 )
-                visible = (
-                    organization_visible(SEARCHER, NETWORK, scope)
-                    if app == "with consent"
-                    else organization_visible(SEARCHER, NETWORK)
+                visible, values = bound_visibility(
+                    SEARCHER, NETWORK, scope if app == "with consent" else None, addressed=True
                 )
                 query = parse_search(
                     "Observation",
@@ -667,8 +661,9 @@ def sql_breakdown(
                 query.snapshot = snapshot
                 # As ResourceService._page chooses.
                 if query.total == "accurate":
-                    return counted_page_statement(query, visible)
-                return page_ahead_statement(query, visible, candidates_first=not db.is_sqlite)
+                    return search_statement("counted", query, visible, values)
+                kind = "page" if db.is_sqlite else "page, candidates first"
+                return search_statement(kind, query, visible, values)
 
             for name, search in searches.items():
                 path = search.paths[0]
@@ -681,7 +676,7 @@ def sql_breakdown(
                         t0 = time.perf_counter()
                         page = build(app, params)
                         t1 = time.perf_counter()
-                        found = conn.execute(page).all()
+                        found = conn.execute(*page).all()
                         t2 = time.perf_counter()
                         rows = len(found)
                         total = found[0].total if found and "total" in found[0]._fields else None
@@ -689,17 +684,19 @@ def sql_breakdown(
                             times["build"].append((t1 - t0) * 1000)
                             times["page"].append((t2 - t1) * 1000)
                     plans, sql = {}, {}
-                    for kind, statement in (("page", page),):
-                        sql[kind] = str(
-                            statement.compile(
-                                dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}
-                            )
-                        )
-                        plan_rows = conn.exec_driver_sql(explain + sql[kind]).all()
-                        plans[kind] = [
-                            (f"{r[0]}|{r[1]}| {r[3]}" if db.is_sqlite else str(r[0]))
-                            for r in plan_rows
-                        ]
+                    statement, values = page
+                    compiled = statement.compile(dialect=db.engine.dialect)
+                    bound = compiled.construct_params(values)
+                    args = (
+                        tuple(bound[name] for name in compiled.positiontup or ())
+                        if compiled.positional
+                        else bound
+                    )
+                    sql["page"] = str(compiled)
+                    plan_rows = conn.exec_driver_sql(explain + sql["page"], args).all()
+                    plans["page"] = [
+                        (f"{r[0]}|{r[1]}| {r[3]}" if db.is_sqlite else str(r[0])) for r in plan_rows
+                    ]
                     figures[app] = {
                         **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
                         "total": total,
