@@ -241,7 +241,7 @@ class ResourceService:
         if ctx.actor.is_local and organization is None:  # the operator's console
             return everything_visible
         return organization_visible(
-            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
+            organization, NETWORK, self._visibility_scope(ctx), addressed=not ctx.consulting
         )
 
     def bound_visibility(self, ctx: RequestContext) -> tuple[Visibility, dict[str, Any]]:
@@ -251,8 +251,13 @@ class ResourceService:
         if ctx.actor.is_local and organization is None:
             return everything_visible, {}
         return bound_visibility(
-            organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
+            organization, NETWORK, self._visibility_scope(ctx), addressed=not ctx.consulting
         )
+
+    def _visibility_scope(self, ctx: RequestContext) -> ConsentScope | None:
+        """The consent scope both visibilities judge with: the one place that decides whether
+        consent opens other organisations' data (bench/consent_free_app.py leaves it out)."""
+        return self._consent_scope(ctx)
 
     def _consent_scope(self, ctx: RequestContext) -> ConsentScope:
         return ConsentScope(
