@@ -18,13 +18,14 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     not_,
     null,
     or_,
     select,
     tuple_,
 )
-from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.expression import Exists, FromClause
 
 from gateway.fhir.search import Criterion, DateValue, Include, SearchQuery, SortKey
 from gateway.store.repository import version_columns
@@ -56,6 +57,14 @@ _TOP = "\U0010ffff"
 
 # Extra condition on a resources alias (isolation and consent hook up here).
 Visibility = Callable[[FromClause], ColumnElement[bool] | None]
+
+
+def _exists() -> Exists:
+    """``EXISTS (SELECT 1 …)``. SQLite reads the table row behind an index for ``EXISTS
+    (SELECT * …)`` even when the index holds every column the condition asks for: the birth
+    date probed per candidate of Patient?family=Jans&birthdate=ge…&_total=accurate (100,000
+    resources) cost 7.3 ms that way, 6.4 ms from the index alone."""
+    return exists(literal_column("1"))
 
 
 def _like_escape(text: str) -> str:
@@ -131,7 +140,7 @@ def criterion_clause(
     index, base = _index_of(c, slot)
     match = [] if c.missing is not None else [_index_match(c, index)]
     if probe:
-        found: ColumnElement[bool] = exists().where(index.c.rid == r.c.rid, *base, *match)
+        found: ColumnElement[bool] = _exists().where(index.c.rid == r.c.rid, *base, *match)
     else:
         found = r.c.rid.in_(select(index.c.rid).where(*base, *match))
     return not_(found) if c.missing or c.modifier == "not" else found
@@ -459,7 +468,7 @@ def page_ahead_statement(
     )
     picked = (
         select(candidate.c.rid)
-        .where(exists().where(*conditions))
+        .where(_exists().where(*conditions))
         .order_by(candidate.c.rid.asc())
         .limit(query.count + 1)
         .offset(query.offset)
@@ -580,14 +589,14 @@ def _visibility(
     def clause(alias: FromClause) -> ColumnElement[bool]:
         paths: list[ColumnElement[bool]] = [alias.c.owner_org.in_([organization, public_owner])]
         if addressed:
-            paths.append(exists().where(shares.c.rid == alias.c.rid, *addressed_to))
+            paths.append(_exists().where(shares.c.rid == alias.c.rid, *addressed_to))
         if scope is not None and organization is not None:
             if "patient_key" in alias.c:
                 paths.append(_consented(alias, organization, scope))
             else:  # an index row: judged by the resource it indexes
                 current = _CURRENT
                 paths.append(
-                    exists().where(
+                    _exists().where(
                         current.c.rid == alias.c.rid, _consented(current, organization, scope)
                     )
                 )
@@ -689,7 +698,7 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
     lineage = select(data_category_lineage.c.leaf, data_category_lineage.c.category).correlate(None)
     g = consent_grants
     named = (
-        exists()
+        _exists()
         .where(
             consent_named_holders.c.patient_key == r.c.patient_key,
             consent_named_holders.c.holder_org == r.c.owner_org,
@@ -697,7 +706,7 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
         .correlate(r)
     )
     consent_ok: ColumnElement[bool] = (
-        exists()
+        _exists()
         .where(
             g.c.patient_key == r.c.patient_key,
             g.c.grantee_org == organization,
@@ -721,7 +730,7 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
     if scope.opt_out:
         consents = _CONSENTS
         recorded = (
-            exists()
+            _exists()
             .where(
                 consents.c.res_type == "Consent",
                 consents.c.patient_key == r.c.patient_key,
@@ -744,7 +753,7 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
     )
     agreement_ok = tuple_(r.c.owner_org, r.c.data_category).in_(agreed)
     emergency = (
-        exists()
+        _exists()
         .where(
             emergencies.c.actor_id == scope.actor_id,
             emergencies.c.patient_key == r.c.patient_key,
