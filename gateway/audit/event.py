@@ -10,7 +10,6 @@ them as an AuditEvent; the columns the audit log is searched on are taken from t
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from gateway.audit import codes
 from gateway.audit.codes import KINDS, Code
 from gateway.fhir.dates import instant
 from gateway.fhir.dutch_identifiers import BSN, URA
+from gateway.store.keys import new_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class AuditFacts:
     correlation_id: str | None = None
     details: tuple[tuple[str, str], ...] = ()  # further (name, value) facts, e.g. a recipient
     recorded_us: int = 0
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=new_key)
 
     @property
     def emergency(self) -> bool:

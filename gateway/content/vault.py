@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import os
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -27,6 +26,7 @@ from gateway.content import envelope
 from gateway.content.keyring import KeyRing, MasterKeyError
 from gateway.errors import GatewayError, InvalidResource
 from gateway.store.driver_sql import DriverQuery, insert_into
+from gateway.store.keys import new_key
 from gateway.store.schema import blob_chunks, blobs, master_key_checks
 
 MARKER = "zorgbrug-blob:"  # not base64, so no client can send one that passes validation
@@ -55,7 +55,7 @@ class PreparedBlob:
     """Content encrypted chunk by chunk as it arrives, before any database work."""
 
     owner_org: str | None
-    blob_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    blob_id: str = field(default_factory=new_key)
     size: int = 0
     _key: bytes = field(default_factory=envelope.new_data_key, repr=False)
     _sha256: Any = field(default_factory=hashlib.sha256, repr=False)

@@ -10,12 +10,12 @@ worker tries again: at least once, with a stable ``delivery_id`` receivers de-du
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from gateway.store.keys import new_key
 from gateway.store.schema import outbox
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
@@ -55,7 +55,7 @@ def enqueue(
     conn: Connection, *, sender: str, recipient: str, endpoint: str, task_id: str, now_us: int
 ) -> str:
     """Add a delivery of notification Task ``task_id``; returns its stable id."""
-    delivery_id = str(uuid.uuid4())
+    delivery_id = new_key()
     conn.execute(
         insert(outbox),
         {

@@ -21,6 +21,7 @@ from gateway.fhir.bundles import BundleEntry, bundle_bytes
 from gateway.fhir.references import full_url_aliases, rewrite_references
 from gateway.fhir.validation import validate_resource
 from gateway.service.resources import ResourceResult, ResourceService, check_id, check_type
+from gateway.store.keys import new_key
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -117,10 +118,10 @@ class BundleProcessor:
                             entry.result = service.shown(conn, 200, found)
                             entry.res_id = found.res_id
                             matched.add(entry.position)
-                    entry.res_id = entry.res_id or str(uuid.uuid4())
+                    entry.res_id = entry.res_id or new_key()
                 elif entry.method == "PUT" and entry.query is not None:
                     found = service.conditional_match(conn, ctx, entry.res_type, entry.query)
-                    entry.res_id = found.res_id if found else str(uuid.uuid4())
+                    entry.res_id = found.res_id if found else new_key()
                     if entry.resource is not None:
                         entry.resource["id"] = entry.res_id
                 if (

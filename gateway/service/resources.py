@@ -67,6 +67,7 @@ from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformat
 from gateway.settings import Settings
 from gateway.store import repository
 from gateway.store.database import Database
+from gateway.store.keys import new_key
 from gateway.store.repository import StoredVersion
 from gateway.store.search_shapes import Kind, search_statement
 from gateway.store.search_sql import (
@@ -583,7 +584,7 @@ class ResourceService:
         client_id = res_id is not None and not assigned
         # An id made here is known to nothing else yet, so nothing can refer to it.
         unreferenced = res_id is None
-        res_id = res_id or str(uuid.uuid4())
+        res_id = res_id or new_key()
         if if_none_exist is not None:
             existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
             if existing is not None:
@@ -685,7 +686,7 @@ class ResourceService:
             info = self.vault.insert(conn, content)
             resource["data"] = MARKER + info.blob_id
             result = self._insert(
-                conn, ctx, "Binary", str(uuid.uuid4()), resource, client_id=False, presealed=(info,)
+                conn, ctx, "Binary", new_key(), resource, client_id=False, presealed=(info,)
             )
             return dataclasses.replace(result, content=None)  # raw content is not echoed
 
@@ -1143,7 +1144,7 @@ class ResourceService:
             found = self.conditional_match(conn, ctx, res_type, condition)
             body_id = resource.get("id")
             if found is None:
-                res_id = body_id or str(uuid.uuid4())
+                res_id = body_id or new_key()
             elif body_id not in (None, found.res_id):
                 raise BadRequest(
                     f"Body id '{body_id}' differs from the matched {found.res_id}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import uuid
 
 from harness import load_example, unique
 
@@ -17,6 +18,17 @@ def patient(family: str = "Jansen", **extra):
         "birthDate": "1956-03-14",
         **extra,
     }
+
+
+def test_server_assigned_ids_follow_the_order_of_creation(fhir):
+    # Time-ordered ids (UUID version 7) land at the end of the store's unique index.
+    ids = []
+    for _ in range(12):
+        response = fhir.post("/Patient", json=patient())
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert ids == sorted(ids)
 
 
 def test_create_returns_location_etag_and_last_modified(fhir):

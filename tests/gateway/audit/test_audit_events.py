@@ -381,6 +381,19 @@ def test_the_audit_log_is_read_only_for_everyone(server, world):
     assert read.status_code == 200 and read.json() == event
 
 
+def test_event_ids_follow_the_order_the_events_were_recorded_in(server, world):
+    # Time-ordered ids (UUID version 7) land at the end of the log's unique index.
+    request_ids = [f"order-{n}-{uuid.uuid4().hex}" for n in range(12)]
+    with server.client(world["sender"]) as fhir:
+        for request_id in request_ids:
+            answer = fhir.get(f"/{world['document']}", headers={"X-Request-Id": request_id})
+            assert answer.status_code == 200
+    recorded = {request_entity(e): e["id"] for e in events(world["dpo"], patient=PATIENT_BSN)}
+    ids = [recorded[request_id] for request_id in request_ids]
+    assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert ids == sorted(ids)
+
+
 def test_only_dpos_read_the_log_and_only_what_concerns_their_organisation(server, world):
     with server.client(world["sender"]) as fhir:
         assert fhir.get("/AuditEvent").status_code == 403
