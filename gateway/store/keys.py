@@ -1,4 +1,5 @@
-"""Keys for new stored rows: resource ids, audit event ids, content blobs, deliveries."""
+"""Keys for new rows of the tables that grow with use: resource ids, audit event ids, content
+blobs, deliveries."""
 
 from __future__ import annotations
 
