@@ -149,11 +149,13 @@ Index(
 idx_token = _index_table(
     "idx_token", Column("system", Text, nullable=True), Column("code", Text, nullable=False)
 )
+# The system after the code: a search by system|code takes its matches from the index alone.
 Index(
     "ix_idx_token_lookup",
     idx_token.c.res_type,
     idx_token.c.param,
     idx_token.c.code,
+    idx_token.c.system,
     idx_token.c.rid,
     idx_token.c.owner_org,
 )
