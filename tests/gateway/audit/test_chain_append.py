@@ -74,3 +74,32 @@ def test_records_appended_together_come_back_exact_and_verify(backend, tmp_path)
         }
     assert verification.intact, verification.problem
     assert verification.checked == 4
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "sqlite"])
+def test_postgresql_stores_records_compressed_with_lz4_and_returns_them_exact(backend, tmp_path):
+    # An AuditEvent is ~4 KB: past the size at which PostgreSQL compresses a value.
+    fresh = FreshDatabase(backend, tmp_path)
+    db = Database(fresh.url, threads=1)
+    signer = CheckpointSigner(Ed25519PrivateKey.generate())
+    rows = [record(n, TEXTS[n % 3] * 200) for n in range(3)]
+    sent = [row["content"] for row in rows]
+
+    def stored(conn: Any) -> list[tuple[bytes, str]]:
+        found = conn.exec_driver_sql(
+            "SELECT content, pg_column_compression(content) FROM audit_events ORDER BY seq"
+        )
+        return [(bytes(content), method) for content, method in found]
+
+    async def run() -> list[tuple[bytes, str]]:
+        await db.migrate()
+        await db.write(lambda conn: append(conn, rows, signer, CheckpointPolicy()))
+        return await db.read(stored)
+
+    try:
+        found = asyncio.run(run())
+    finally:
+        asyncio.run(db.dispose())
+        fresh.drop()
+    assert all(len(content) > 4000 for content in sent)
+    assert found == [(content, "lz4") for content in sent]
