@@ -163,7 +163,7 @@ def _append_pg(
         after = [rows[0][name] for name in CHAINED[1:]]
         query, values = _APPEND_ONE_PG, (header_tail(after), rows[0]["content"], *after)
     else:
-        query, values = _APPEND_MANY_PG, (_records_json(rows),)
+        query, values = _APPEND_MANY_PG, _records_json(rows)
 
     def at_commit(conn: Connection) -> None:
         try:
@@ -186,21 +186,27 @@ def _append_pg(
         checkpoint_now(conn, signer)  # at the head this statement moved, still locked
 
 
-def _records_json(rows: list[dict[str, Any]]) -> str:
-    """The records of ``_APPEND_MANY_PG`` as one JSON array: psycopg dumped an array per
-    column element by element, 1.6 ms of CPU for a search's 20 records where the JSON takes
-    0.2 ms. The link header and the content (orjson's UTF-8) travel as text."""
-    return orjson.dumps(
-        [
+def _records_json(rows: list[dict[str, Any]]) -> tuple[bytes, str]:
+    """The parameters of ``_APPEND_MANY_PG``: every record's content, one after the other, as
+    one bytea, and the records' other columns as one JSON array, with where each content lies
+    in it. psycopg dumped an array per column element by element, 1.6 ms of CPU for a
+    search's 20 records where the JSON takes 0.2 ms; the contents inside the JSON (strings of
+    escaped JSON) cost PostgreSQL 0.67 ms to parse for 20 records, as one bytea 0.15 ms."""
+    contents = [row["content"] for row in rows]
+    records = []
+    start = 1  # substring() counts from 1
+    for n, (row, content) in enumerate(zip(rows, contents, strict=True), 1):
+        records.append(
             {
                 "n": n,
                 "tail": header_tail([row[name] for name in CHAINED[1:]]).decode(),
                 **{name: row[name] for name in CHAINED[1:]},
-                "content": row["content"].decode(),
+                "start": start,
+                "length": len(content),
             }
-            for n, row in enumerate(rows, 1)
-        ]
-    ).decode()
+        )
+        start += len(content)
+    return b"".join(contents), orjson.dumps(records).decode()
 
 
 def _checkpoint_due(policy: CheckpointPolicy, head: tuple[Any, ...] | None) -> bool:
@@ -242,12 +248,14 @@ _JSON_RECORDS = json_rows(
         Column("n", BigInteger),
         Column("tail", Text),
         *(audit_events.c[n] for n in CHAINED[1:]),
-        Column("content", Text),
+        Column("start", BigInteger),
+        Column("length", BigInteger),
     ]
 )
 _APPEND_MANY_PG = DriverQuery(
     "WITH RECURSIVE record AS (SELECT n, convert_to(tail, 'UTF8') AS tail, "  # noqa: S608 - our schema
-    f"{', '.join(CHAINED[1:])}, convert_to(content, 'UTF8') AS content FROM {_JSON_RECORDS}), "
+    f"{', '.join(CHAINED[1:])}, substring(?::bytea FROM start::int FOR length::int) AS content "
+    f"FROM {_JSON_RECORDS}), "
     "head AS (SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE), "
     "chain AS (SELECT 0::bigint AS n, seq, hash FROM head UNION ALL "
     f"SELECT r.n, c.seq + 1, {_NEXT_LINK.format(prev='c', r='r')} "
