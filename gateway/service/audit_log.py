@@ -101,7 +101,9 @@ class AuditLogService:
 
         def work(conn: Connection) -> Report:
             holder = self._note(conn, ctx, query)
-            rows = list(reversed(log.events(conn, query, holder)))
+            # By the time each record states: reads recorded at once enter the chain in the
+            # order they reach its group commit, which may differ by a moment.
+            rows = sorted(log.events(conn, query, holder), key=lambda r: (r.recorded_us, r.seq))
             if fmt == "csv":
                 return Report("text/csv; charset=utf-8", log.report_csv(rows).encode())
             if fmt == "json":

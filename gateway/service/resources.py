@@ -371,20 +371,28 @@ class ResourceService:
         self, ctx: RequestContext, work: Callable[[Connection], T], interaction: Interaction
     ) -> T:
         """Run ``work`` in a read transaction, as an actor that is still allowed in; the result
-        is returned only once its audit records are committed."""
+        is returned only once its audit records are committed: in the read's own transaction
+        when ``AuditTrail.read_may_append``, else in the group commit of reads."""
         scope = self.audit_scope(ctx, interaction)
 
-        def run(conn: Connection) -> tuple[T, list[dict[str, Any]]]:
+        def run(conn: Connection, inline: bool) -> tuple[T, list[dict[str, Any]]]:
             attach(conn, scope)
             try:
                 result = self._guarded(conn, ctx, work)
-                facts = scope.facts(conn, self._basis_finder(scope))
-                return result, self.audit.rows(facts)
+                rows = self.audit.rows(scope.facts(conn, self._basis_finder(scope)))
+                if inline:
+                    self.audit.append_rows(conn, rows)
+                    return result, []
+                return result, rows
             finally:
                 attach(conn, None)
 
         try:
-            result, rows = await self.db.read(run)
+            with self.audit.read_may_append() as inline:
+                if inline:
+                    result, rows = await self.db.write(lambda conn: run(conn, True))
+                else:
+                    result, rows = await self.db.read(lambda conn: run(conn, False))
         except Exception as error:
             await self.record_failure(scope, error)
             raise

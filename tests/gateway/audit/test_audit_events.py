@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,6 +170,27 @@ def test_a_search_records_its_query_and_never_its_results(server, world):
     assert patient_bsn(event) == PATIENT_BSN
     assert "Ontslagbrief" not in json.dumps(recorded)
     assert "attachment" not in json.dumps(recorded)  # no resource of the result is in it
+
+
+def test_concurrent_searches_each_leave_their_record_in_one_intact_chain(server, world):
+    # On PostgreSQL one search at a time appends its record in its own transaction and the
+    # others in the group commit: both paths at once, into one chain.
+    query = {"patient.identifier": f"{BSN}|{PATIENT_BSN}"}
+    request_ids = [f"together-{n}-{uuid.uuid4().hex}" for n in range(24)]
+    with server.client(world["sender"]) as fhir:
+
+        def search(request_id: str) -> int:
+            answer = fhir.get(
+                "/DocumentReference", params=query, headers={"X-Request-Id": request_id}
+            )
+            return answer.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(search, request_ids)) == {200}
+    recorded = [request_entity(e) for e in events(world["dpo"], patient=PATIENT_BSN)]
+    assert all(recorded.count(request_id) == 1 for request_id in request_ids)
+    run = server.cli("audit", "verify")
+    assert run.returncode == 0 and "intact" in run.stdout, run.stdout + run.stderr
 
 
 def test_create_update_delete_are_recorded_with_their_action(server, world):
