@@ -67,6 +67,7 @@ from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformat
 from gateway.settings import Settings
 from gateway.store import repository
 from gateway.store.database import Database
+from gateway.store.driver_sql import rows_of
 from gateway.store.keys import new_key
 from gateway.store.repository import StoredVersion
 from gateway.store.search_shapes import Kind, search_statement
@@ -1291,9 +1292,9 @@ class ResourceService:
         )
         self._audit_patient_query(conn, ctx, query)
         if query.summary_count:
-            total = conn.execute(
-                *search_statement("count", query, *self.bound_visibility(ctx))
-            ).scalar_one()
+            ((total,),) = rows_of(
+                conn, *search_statement("count", query, *self.bound_visibility(ctx))
+            )
             return bundle_bytes(
                 "searchset",
                 [],
@@ -1344,20 +1345,22 @@ class ResourceService:
         """The page's versions, the number of all matches when it is known, and whether more
         matches follow the page. Counting every match is done on ``_total=accurate`` (and for
         ``_count=0``); otherwise the total is known when the page holds the last match."""
+        # On the driver's cursor: SQLAlchemy's work for each run of a kept statement cost a
+        # twentieth of a search's CPU.
         if query.counts_all:
-            found = conn.execute(*search_statement("counted", query, *visibility)).all()
+            found = rows_of(conn, *search_statement("counted", query, *visibility))
             if found:
-                total = found[0].total
+                total = int(found[0][-1])
             elif query.offset == 0 and query.count > 0:
                 total = 0
             else:  # past the last page, or no page asked for: only a count tells
-                total = conn.execute(*search_statement("count", query, *visibility)).scalar_one()
-            rows = [StoredVersion(*row[:-1]) for row in found]
+                ((total,),) = rows_of(conn, *search_statement("count", query, *visibility))
+            rows = [repository.stored(row[:-1]) for row in found]
             return rows, total, query.count > 0 and query.offset + query.count < total
         postgres = conn.dialect.name == "postgresql"
         kind: Kind = "page, candidates first" if postgres else "page"
-        found = conn.execute(*search_statement(kind, query, *visibility)).all()
-        rows = [StoredVersion(*row) for row in found[: query.count]]
+        found = rows_of(conn, *search_statement(kind, query, *visibility))
+        rows = [repository.stored(row) for row in found[: query.count]]
         more = len(found) > query.count
         # OFFSET skipped ``offset`` matches, so a page short of full ends the matches; an empty
         # page past the start does not tell how many there were.

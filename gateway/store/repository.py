@@ -105,7 +105,7 @@ _CURRENT_BY_ID = DriverQuery(
 def current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | None:
     """The current version (possibly a deletion) of a resource, or None if it never existed."""
     row = _CURRENT_BY_ID.first(conn, res_type, res_id)
-    return None if row is None else _stored(row)
+    return None if row is None else stored(row)
 
 
 def current_beside(
@@ -116,7 +116,7 @@ def current_beside(
     and on PostgreSQL each statement is a round trip."""
     row = _beside(scalar_sql).first(conn, scalar_value, res_type, res_id)
     assert row is not None, "the statement always answers one row"
-    return row[0], None if row[1] is None else _stored(row[1:])
+    return row[0], None if row[1] is None else stored(row[1:])
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,7 +131,8 @@ def _beside(scalar_sql: str) -> DriverQuery:
     )
 
 
-def _stored(row: tuple[Any, ...]) -> StoredVersion:
+def stored(row: tuple[Any, ...]) -> StoredVersion:
+    """A version from a driver's row of its columns in the order of ``StoredVersion``."""
     values = list(row)
     values[5], values[8] = bool(values[5]), bool(values[8])  # SQLite hands back 0 or 1
     return StoredVersion(*values)
@@ -774,7 +775,7 @@ def find_by_token(
         values["system"] = system
     if owner is not None:
         values["owner"] = owner
-    return [_stored(row) for row in rows_of(conn, statement, values)]
+    return [stored(row) for row in rows_of(conn, statement, values)]
 
 
 @functools.cache
@@ -806,7 +807,7 @@ def find_patient(conn: Connection, patient_key: str, owner: str | None) -> Store
         rows = rows_of(conn, _FIND_PATIENT_OF_NOBODY, {"patient_key": patient_key})
     else:
         rows = rows_of(conn, _FIND_PATIENT, {"patient_key": patient_key, "owner": owner})
-    return _stored(rows[0]) if rows else None
+    return stored(rows[0]) if rows else None
 
 
 _FIND_PATIENT, _FIND_PATIENT_OF_NOBODY = (
