@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from consent import InvalidConsent, InvalidEmergency, NetworkPolicy, leaf_of, parse_consent
 from gateway.audit import codes as audit_codes
@@ -66,7 +67,7 @@ from gateway.policy.explain import AccessLine, access_overview
 from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformation
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.database import Database
+from gateway.store.database import Database, Planning
 from gateway.store.driver_sql import rows_of
 from gateway.store.keys import new_key
 from gateway.store.repository import StoredVersion
@@ -379,7 +380,7 @@ class ResourceService:
         def run(conn: Connection, inline: bool) -> tuple[T, list[dict[str, Any]]]:
             attach(conn, scope)
             try:
-                result = self._guarded(conn, ctx, work)
+                result = self._guarded_read(conn, ctx, work)
                 rows = self.audit.rows(scope.facts(conn, self._basis_finder(scope)))
                 if inline:
                     self.audit.append_rows(conn, rows)
@@ -540,6 +541,44 @@ class ResourceService:
         if ctx.actor.kind == "user" and not is_active_user(conn, ctx.actor.id):
             raise _disabled(ctx.actor.kind)
         return work(conn)
+
+    @staticmethod
+    def _guarded_read(conn: Connection, ctx: RequestContext, work: Callable[[Connection], T]) -> T:
+        """``_guarded`` for a read's transaction: the account's state is asked beside the
+        work's first statement where that one can take it (``_start_search``: on PostgreSQL
+        each statement is a round trip), else once the work is done, or has failed, so that a
+        disabled account learns nothing from its errors either. Nothing of a read is released
+        before its transaction ends."""
+        if ctx.actor.kind not in _ACCOUNT_STATE:  # the operator's console
+            return work(conn)
+        conn.info[_ACCOUNT_ASKED] = True
+        try:
+            result = work(conn)
+        except Exception:
+            if conn.info.pop(_ACCOUNT_ASKED, False):
+                with contextlib.suppress(SQLAlchemyError):  # a failed transaction's own error
+                    ResourceService._guarded(conn, ctx, _nothing)
+            raise
+        finally:
+            asked = conn.info.pop(_ACCOUNT_ASKED, False)
+        if asked:
+            ResourceService._guarded(conn, ctx, _nothing)
+        return result
+
+    @staticmethod
+    def _start_search(
+        conn: Connection, ctx: RequestContext, *, snapshot: bool, planning: Planning
+    ) -> int | None:
+        """``repository.start_search``, with the account check ``_guarded_read`` left to it."""
+        if not conn.info.pop(_ACCOUNT_ASKED, False):
+            return repository.start_search(conn, snapshot=snapshot, planning=planning)[0]
+        beside = (_ACCOUNT_STATE[ctx.actor.kind], ctx.actor.id)
+        key, disabled = repository.start_search(
+            conn, snapshot=snapshot, planning=planning, beside=beside
+        )
+        if disabled is None or disabled:  # no such account, or disabled
+            raise _disabled(ctx.actor.kind)
+        return key
 
     @staticmethod
     def _guarded_current(
@@ -1285,8 +1324,9 @@ class ResourceService:
         query.revincludes = [i for i in query.revincludes if ctx.actor.may(i.source_type, "r")]
         visible = self.visibility(ctx)
         base = f"{ctx.base_url}/{query.resource_type}"
-        snapshot = repository.start_search(
+        snapshot = self._start_search(
             conn,
+            ctx,
             snapshot=query.snapshot is None and not query.summary_count,
             planning="kept" if keyed(query) else "generic" if query.counts_all else "for values",
         )
@@ -1740,6 +1780,12 @@ def _note_seen_rows(conn: Connection, rids: list[int]) -> None:
 
 # The query behind ``_guarded``'s account check, per kind of actor (the operator has none).
 _ACCOUNT_STATE = {"system": CLIENT_DISABLED_SQL, "user": USER_DISABLED_SQL}
+# Set on a read's connection while its account check waits for a statement to take it.
+_ACCOUNT_ASKED = "zorgbrug_account_asked"
+
+
+def _nothing(_conn: Connection) -> None:
+    return None
 
 
 def _disabled(kind: str) -> Unauthorized:

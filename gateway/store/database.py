@@ -193,34 +193,31 @@ def defer_to_commit(conn: Connection, step: Callable[[Connection], None]) -> boo
     return True
 
 
-# How PostgreSQL plans the statements of a search's transaction (``plan_search``).
+# How PostgreSQL plans the statements of a search's transaction (``search_planning``).
 Planning = Literal["for values", "generic", "kept"]
 
 
-def plan_search(conn: Connection, planning: Planning = "for values") -> None:
-    """On PostgreSQL, plan each statement of this transaction for its values. psycopg prepares
-    a statement run five times, and PostgreSQL then moves it to a generic plan, which for a
-    search cannot tell a patient's few rows from a code's many (Observation?patient=&code=
-    went from 2 to 45 ms per statement). Only for searches: planning every simple statement
-    anew made reads about a fifth slower.
+def search_planning(planning: Planning) -> str:
+    """Columns of a SELECT that set ``planning`` for the rest of the transaction, on
+    PostgreSQL (``repository.start_search`` asks for them).
+
+    ``for values``: plan each statement for its values. psycopg prepares a statement run five
+    times, and PostgreSQL then moves it to a generic plan, which for a search cannot tell a
+    patient's few rows from a code's many (Observation?patient=&code= went from 2 to 45 ms per
+    statement). Only for searches: planning every simple statement anew made reads about a
+    fifth slower.
 
     ``generic``: plan once for any values, for a search that counts all its matches, which
     its driving criterion's index gives whatever their number: planned for its values,
     PostgreSQL took Patient?family=Jans&birthdate=ge1950&_total=accurate (5,000 candidates
     at 100,000 resources) for a page it could stop early at, and read every family name in
-    row-key order (35 ms; generic: 5.6 ms). ``kept``: PostgreSQL's default.
+    row-key order (35 ms; generic: 5.6 ms). ``kept``: PostgreSQL's default, which
+    needs no column (``start_search`` asks for none).
 
     Also without parallel workers: starting one cost a search more than its work
     (Patient?family=Jans&_count=20 at 100,000 resources, one request at a time: 13.9-17 ms
     with a worker, 7.5 ms without), and under load the workers only take the cores other
     requests need."""
-    if conn.dialect.name == "postgresql" and planning != "kept":
-        _PLAN_SEARCH[planning].first(conn)
-
-
-def search_planning(planning: Planning) -> str:
-    """Columns of a SELECT that set ``planning`` (``repository.start_search`` asks for the
-    newest row key beside them)."""
     mode = {"for values": "force_custom_plan", "generic": "force_generic_plan"}[planning]
     return (
         f"set_config('plan_cache_mode', '{mode}', true), "
@@ -228,10 +225,6 @@ def search_planning(planning: Planning) -> str:
     )
 
 
-_PLAN_SEARCH: dict[Planning, DriverQuery] = {
-    planning: DriverQuery(f"SELECT {search_planning(planning)}")
-    for planning in ("for values", "generic")
-}
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.database import Planning, plan_search, search_planning
+from gateway.store.database import Planning, search_planning
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -562,10 +562,6 @@ def history(
 
 _NEWEST = "(SELECT coalesce(max(rid), 0) FROM resources)"
 _MAX_RID = DriverQuery(f"SELECT {_NEWEST}")
-_PLANNED_MAX_RID: dict[Planning, DriverQuery] = {
-    planning: DriverQuery(f"SELECT {_NEWEST}, {search_planning(planning)}")
-    for planning in ("for values", "generic")
-}
 
 
 def max_rid(conn: Connection) -> int:
@@ -573,22 +569,42 @@ def max_rid(conn: Connection) -> int:
 
 
 def start_search(
-    conn: Connection, *, snapshot: bool, planning: Planning = "for values"
-) -> int | None:
-    """Have PostgreSQL plan the search's statements as ``planning`` says (``plan_search``),
-    and, with ``snapshot``, return the newest row key, which pins the search's pages: one
-    statement, one round trip, for both.
+    conn: Connection,
+    *,
+    snapshot: bool,
+    planning: Planning = "for values",
+    beside: tuple[str, Any] | None = None,
+) -> tuple[int | None, Any]:
+    """Have PostgreSQL plan the search's statements as ``planning`` says (``search_planning``);
+    with ``snapshot``, the newest row key, which pins the search's pages; with ``beside`` (a
+    one-value query, constant SQL of our own, and its one parameter), its value: one
+    statement, one round trip, for all three. Returns the row key and the value (each None
+    when not asked for).
 
     ``kept`` lets PostgreSQL keep a generic plan, for searches whose every value matches few
     rows (``search_sql.keyed``): planning their statements anew took ten times as long as
     running them (Observation?patient.identifier=<BSN> at 100,000 resources: 0.65 ms to plan
     the page, 0.06 ms to run it)."""
-    if not snapshot:
-        plan_search(conn, planning)
-        return None
-    if planning != "kept" and conn.dialect.name == "postgresql":
-        return _one(_PLANNED_MAX_RID[planning].first(conn))
-    return max_rid(conn)
+    plans = planning != "kept" and conn.dialect.name == "postgresql"
+    query = _search_start(beside[0] if beside else None, snapshot, planning if plans else None)
+    if query is None:
+        return None, None
+    row = query.first(conn, *([beside[1]] if beside else []))
+    assert row is not None, "a SELECT without FROM answers one row"
+    value = row[0] if beside else None
+    return (int(row[-1]) if snapshot else None), value
+
+
+@functools.lru_cache(maxsize=16)
+def _search_start(
+    beside_sql: str | None, snapshot: bool, planning: Planning | None
+) -> DriverQuery | None:
+    columns = [f"({beside_sql})"] if beside_sql else []
+    if planning is not None:
+        columns.append(search_planning(planning))
+    if snapshot:
+        columns.append(_NEWEST)  # last: the row key is ``row[-1]``
+    return DriverQuery(f"SELECT {', '.join(columns)}") if columns else None
 
 
 def share(

@@ -118,16 +118,21 @@ def test_unknown_and_disabled_clients_are_refused(server, hospital):
         content=b"%PDF-1.4 a letter",
         headers=headers | {"Content-Type": "application/pdf"},
     ).headers["Location"]
-    # Search, read by id (found and not), and ITI-68 retrieve: each asks about the client.
+    # Search (counted too), read by id (found and not), ITI-68 retrieve and history (found and
+    # not): each asks about the client.
+    patient_path = patient.split("/fhir")[1].split("/_history")[0]
     paths = [
         "/Patient",
-        patient.split("/fhir")[1].split("/_history")[0],
+        "/Patient?_total=accurate",
+        patient_path,
         "/Patient/not-there",
         document.split("/fhir")[1].split("/_history")[0],
+        f"{patient_path}/_history",
+        "/Patient/not-there/_history",
     ]
     answers = [httpx.get(f"{server.fhir}{path}", headers=headers) for path in paths]
-    assert [a.status_code for a in answers] == [200, 200, 404, 200]
-    assert answers[3].content == b"%PDF-1.4 a letter"
+    assert [a.status_code for a in answers] == [200, 200, 200, 404, 200, 200, 404]
+    assert answers[4].content == b"%PDF-1.4 a letter"
     db = Database(server.settings.database_url, threads=1)
     try:
         assert db.write_now(lambda conn: disable_client(conn, victim.client_id))
