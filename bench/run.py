@@ -8,9 +8,10 @@ For each backend, on a fresh store:
 
 Throughput is measured with wrk (Lua scripts in bench/wrk/) against the gateway and against the
 floor (bench/floor_app.py: validate + one INSERT / one SELECT by key), each served by uvicorn
-with the same flags in its own process, one at a time. Reads alternate, once both stores are
-filled: gateway, floor, floor, gateway (each figure is over its two runs), so that the
-machine's drift moves both alike. Results: a table on stdout and bench/results/latest.json.
+with the same flags in its own process, one at a time. Creates alternate while every store is
+empty (gateway, floors, floors reversed, gateway) and reads once the stores are filled
+(gateway, floor, floor, gateway), each figure over its two runs, so that the machine's drift
+moves both alike. Results: a table on stdout and bench/results/latest.json.
 
 Usage: python bench/run.py [--backends sqlite,postgres] [--duration 12] [--quick] [--profile]
 """
@@ -1055,39 +1056,86 @@ def count_resources(server: Server, res_type: str, auth: Auth) -> int:
     return int(orjson.loads(data)["total"])
 
 
+def floor_server(backend: str, variant: str, url: str, tmp: Path) -> Server:
+    return Server(
+        f"floor-{variant}/{backend}",
+        "floor_app:create_app",
+        {"FLOOR_DATABASE_URL": url},
+        tmp / "logs" / f"floor-{variant}-{backend}.log",
+    )
+
+
+def measure_creates(
+    backend: str,
+    gateway: Server,
+    auth: Auth,
+    floor_urls: dict[str, str],
+    opts: argparse.Namespace,
+    tmp: Path,
+    report: Report,
+    loadgen: LoadGenerator,
+) -> tuple[LoadResult, dict[str, LoadResult]]:
+    """Creates/s of the gateway and of each floor variant, every store still empty, in the
+    order gateway, floors, floors reversed, gateway (each figure pooled over its two runs):
+    measured minutes apart, one after the other, the gateway's ratio to the same floor moved
+    from 0.57 to 0.41 between two runs of one revision. Returns the gateway's creates and each
+    floor's."""
+    floors: dict[str, Server] = {}
+    for variant, url in floor_urls.items():
+        floor = floor_server(backend, variant, url, tmp)
+        log(f"{backend}: floor app ({variant} drivers: {url.split(':')[0]}) on port {floor.port}")
+        try:
+            floor.start()
+            check_create_read(floor)
+        except Exception as exc:  # one floor variant failing leaves the other as the bar
+            report.warn(f"{backend} floor ({variant}) failed: {type(exc).__name__}: {exc}")
+            floor.stop()
+            continue
+        floors[variant] = floor
+    # The wrk script makes each run's BSNs from the run's number (one digit), so the runs
+    # against one store (warm-ups too) count 1, 2, ... (the profile's run is 9).
+    runs = {server.name: iter(range(1, 9)) for server in [gateway, *floors.values()]}
+
+    def creates(server: Server, headers: dict[str, str]) -> LoadResult:
+        return run_load(
+            f"{backend} {server.name.split('/')[0]} creates",
+            lambda s: loadgen.create_patients(server.url, s, next(runs[server.name]), headers),
+            opts.warmup,
+            opts.duration,
+            report,
+            server,
+        )
+
+    try:
+        gateway_runs = [creates(gateway, auth.headers())]
+        floor_runs: dict[str, list[LoadResult]] = {v: [] for v in floors}
+        for variant in [*floors, *reversed(floors)]:
+            floor_runs[variant].append(creates(floors[variant], {}))
+        gateway_runs.append(creates(gateway, auth.headers()))
+    finally:
+        for floor in floors.values():
+            floor.stop()
+    return pooled(gateway_runs), {v: pooled(r) for v, r in floor_runs.items()}
+
+
 def bench_floor(
     backend: str,
     variant: str,
     url: str,
     opts: argparse.Namespace,
     tmp: Path,
-    report: Report,
     loadgen: LoadGenerator,
+    report: Report,
     gateway_reads: Callable[[], LoadResult],
-) -> tuple[LoadResult, LoadResult, list[LoadResult]]:
-    """Creates/s on an empty floor store, then reads/s once it holds ``opts.resources`` rows,
-    alternated with the gateway's reads (``gateway_reads``): gateway, floor, floor, gateway.
-    The machine's speed drifts over minutes (two runs of the same SQLite read path an hour
-    apart gave ratios of 0.75 and 0.59); measured side by side, the drift moves both alike. Returns the floor's
-    creates, its two reads runs pooled, and the gateway's two reads runs."""
-    floor = Server(
-        f"floor-{variant}/{backend}",
-        "floor_app:create_app",
-        {"FLOOR_DATABASE_URL": url},
-        tmp / "logs" / f"floor-{variant}-{backend}.log",
-    )
+) -> tuple[LoadResult, list[LoadResult]]:
+    """Reads/s of a floor store filled with ``opts.resources`` rows, alternated with the
+    gateway's reads (``gateway_reads``): gateway, floor, floor, gateway. The machine's speed
+    drifts over minutes (two runs of the same SQLite read path an hour apart gave ratios of
+    0.75 and 0.59); measured side by side, the drift moves both alike. Returns the floor's two
+    reads runs pooled, and the gateway's two reads runs."""
+    floor = floor_server(backend, variant, url, tmp)
     log(f"{backend}: floor app ({variant} drivers: {url.split(':')[0]}) on port {floor.port}")
     with floor:
-        check_create_read(floor)
-        runs = iter(range(1, 9))
-        creates = run_load(
-            f"{backend} floor-{variant} creates",
-            lambda s: loadgen.create_patients(floor.url, s, next(runs), {}),
-            opts.warmup,
-            opts.duration,
-            report,
-            floor,
-        )
         rng = random.Random(5)
         bsns = fhirdata.bsn_stream(90_000_000)
         ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(opts.resources)]
@@ -1115,7 +1163,7 @@ def bench_floor(
         gateway_first = gateway_reads()
         reads = pooled([floor_reads(), floor_reads()])
         gateway_last = gateway_reads()
-    return creates, reads, [gateway_first, gateway_last]
+    return reads, [gateway_first, gateway_last]
 
 
 def bench_backend(
@@ -1156,19 +1204,13 @@ def bench_backend(
                 f"token of demo organisation {opts.auth_org} (the floor does no auth)"
             )
         check_create_read(gateway, auth.headers())
-        runs = iter(range(1, 9))
-        gateway_creates = run_load(
-            f"{backend} gateway creates",
-            lambda s: loadgen.create_patients(gateway.url, s, next(runs), auth.headers()),
-            opts.warmup,
-            opts.duration,
-            report,
-            gateway,
+        gateway_creates, floor_creates = measure_creates(
+            backend, gateway, auth, store.floor_urls, opts, tmp, report, loadgen
         )
         if profiler.enabled:
             out = RESULTS_DIR / f"profile-{backend}-creates.txt"
             with profiler.record(gateway.pid, opts.duration, out):
-                loadgen.create_patients(gateway.url, opts.duration, next(runs), auth.headers())
+                loadgen.create_patients(gateway.url, opts.duration, 9, auth.headers())
             details["profile_creates"] = summarise_profile(out)
         existing = count_resources(gateway, "Patient", auth)
         to_seed = max(0, opts.resources - existing)
@@ -1235,19 +1277,21 @@ def bench_backend(
         observations = count_resources(gateway, "Observation", auth)
         patients = count_resources(gateway, "Patient", auth)
 
-        # -- the floors: creates, then a store filled to the same size, then reads alternated
-        # with the gateway's, which keeps running (idle) meanwhile ------------------------------
+        # -- the floors (their creates were measured beside the gateway's): a store filled to
+        # the same size, then reads alternated with the gateway's, which keeps running (idle)
+        # meanwhile ------------------------------------------------------------------------------
         floor_results: dict[str, tuple[LoadResult, LoadResult]] = {}
         gateway_runs: list[LoadResult] = []
-        for variant, url in store.floor_urls.items():
+        for variant, creates in floor_creates.items():
+            url = store.floor_urls[variant]
             try:
-                floor_creates, floor_reads, alternated = bench_floor(
-                    backend, variant, url, opts, tmp, report, loadgen, measure_gateway_reads
+                floor_reads, alternated = bench_floor(
+                    backend, variant, url, opts, tmp, loadgen, report, measure_gateway_reads
                 )
             except Exception as exc:  # one floor variant failing leaves the other as the bar
                 report.warn(f"{backend} floor ({variant}) failed: {type(exc).__name__}: {exc}")
                 continue
-            floor_results[variant] = (floor_creates, floor_reads)
+            floor_results[variant] = (creates, floor_reads)
             gateway_runs += alternated
         gateway_reads = pooled(gateway_runs or [measure_gateway_reads()])
     details["floors"] = {

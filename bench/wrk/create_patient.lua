@@ -1,5 +1,5 @@
 -- POST /fhir/Patient with an nl-core style Patient (~1 KB), a unique valid BSN per request.
--- Mirrors fhirdata.patient() in bench/fhirdata.py. First argument: the run number (1-8), which
+-- Mirrors fhirdata.patient() in bench/fhirdata.py. First argument: the run number (1-9), which
 -- with the thread number makes the BSNs of every wrk run against one store distinct.
 local families = {
   {"", "Jansen"}, {"de", "Vries"}, {"van den", "Berg"}, {"van", "Dijk"}, {"", "Bakker"},
