@@ -165,9 +165,10 @@ def render_table(report: Report) -> str:
         "SQLAlchemy on pysqlite/psycopg,"
     )
     out.append(
-        "one worker-thread hop per request); ratio = gateway / floor; reads: gateway, floor, "
-        "floor, gateway, each over its two runs;"
+        "one worker-thread hop per request); ratio = gateway / floor; creates: gateway, floors, "
+        "floors reversed, gateway;"
     )
+    out.append("reads: gateway, floor, floor, gateway; each figure over its two runs;")
     out.append("search: sequential requests on the seeded store")
     out.extend(report.notes)
     return "\n".join(out)
