@@ -1623,10 +1623,8 @@ class ResourceService:
             return bsn_of(resource)
         if patient_ref is None:
             return None
-        patient = repository.current(conn, "Patient", patient_ref.removeprefix("Patient/"))
-        if patient is None or patient.deleted or patient.content is None:
-            return None
-        return bsn_of(orjson.loads(patient.content))
+        patient_id = patient_ref.removeprefix("Patient/")
+        return repository.derived_from_current(conn, "Patient", patient_id, _bsn_of_version)
 
     def _check_rules(
         self,
@@ -1786,6 +1784,12 @@ _ACCOUNT_ASKED = "zorgbrug_account_asked"
 
 def _nothing(_conn: Connection) -> None:
     return None
+
+
+def _bsn_of_version(patient: StoredVersion | None) -> str | None:
+    if patient is None or patient.deleted or patient.content is None:
+        return None
+    return bsn_of(orjson.loads(patient.content))
 
 
 def _disabled(kind: str) -> Unauthorized:

@@ -62,6 +62,7 @@ class Database:
             # No pre-ping: it costs a round trip per transaction; stale connections are recycled.
             kwargs.update(pool_size=threads, max_overflow=0, pool_recycle=1800)
         self.engine: Engine = create_engine(self.url, **kwargs)
+        _forget_per_transaction(self.engine)
         # Short reads on SQLite run where they are asked for, on that thread's own connection
         # (see ``lookup``); never from the pool, so they never wait for a worker's connection.
         # SingletonThreadPool keeps five threads' connections: one event loop per process uses it.
@@ -75,6 +76,7 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
             _configure_sqlite(self._here)
+            _forget_per_transaction(self._here)
         self._kept = threading.local()
         self._writer = self.engine.execution_options(zorgbrug_write=True)
         # Lookups on PostgreSQL run each statement on its own (see ``lookup``).
@@ -181,6 +183,11 @@ class Database:
 
 _COMMIT_STEP = "zorgbrug_commit_step"
 
+# A connection's ``info`` key for what a transaction worked out from rows it read
+# (``repository.derived_from_current``); forgotten when a transaction begins or ends and when a
+# savepoint is rolled back (``_forget_per_transaction``).
+TRANSACTION_MEMO = "zorgbrug_transaction_memo"
+
 
 def defer_to_commit(conn: Connection, step: Callable[[Connection], None]) -> bool:
     """Have ``step`` end the transaction of ``conn``: it runs after the transaction's work and
@@ -226,6 +233,14 @@ def search_planning(planning: Planning) -> str:
 
 
 _BEGIN, _BEGIN_IMMEDIATE = DriverQuery("BEGIN"), DriverQuery("BEGIN IMMEDIATE")
+
+
+def _forget_per_transaction(engine: Engine) -> None:
+    def forget(conn: Connection, *_args: Any) -> None:
+        conn.info.pop(TRANSACTION_MEMO, None)
+
+    for name in ("begin", "commit", "rollback", "rollback_savepoint"):
+        event.listen(engine, name, forget)
 
 
 def _configure_sqlite(engine: Engine) -> None:

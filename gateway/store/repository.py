@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Table, bindparam, func, insert, null, select, update
@@ -14,7 +15,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.database import Planning, search_planning
+from gateway.store.database import TRANSACTION_MEMO, Planning, search_planning
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -25,6 +26,7 @@ from gateway.store.schema import (
     resources,
 )
 
+T = TypeVar("T")
 _ACTIONS = {"POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 
 
@@ -106,6 +108,22 @@ def current(conn: Connection, res_type: str, res_id: str) -> StoredVersion | Non
     """The current version (possibly a deletion) of a resource, or None if it never existed."""
     row = _CURRENT_BY_ID.first(conn, res_type, res_id)
     return None if row is None else stored(row)
+
+
+def derived_from_current(
+    conn: Connection, res_type: str, res_id: str, derive: Callable[[StoredVersion | None], T]
+) -> T:
+    """``derive`` of the current version of a resource (None if it never existed), worked out
+    once per transaction: a transaction's resources about one patient each need the patient's
+    BSN, and read the Patient for it each time (three times in a document push). A write of the
+    resource in the transaction (``_note_version``), a savepoint's rollback and the end of the
+    transaction forget it (``Database``)."""
+    memo: dict[tuple[str, str], dict[Any, Any]] = conn.info.setdefault(TRANSACTION_MEMO, {})
+    known = memo.setdefault((res_type, res_id), {})
+    if derive not in known:
+        known[derive] = derive(current(conn, res_type, res_id))
+    value: T = known[derive]
+    return value
 
 
 def current_beside(
@@ -331,8 +349,12 @@ def _version_row(
 
 
 def _note_version(conn: Connection, rid: int, version: tuple[Any, ...]) -> None:
-    """Tell the audit scope of the transaction about a version just written."""
+    """Tell the audit scope of the transaction about a version just written, and forget what
+    the transaction derived from the resource's version before."""
     v = dict(zip(_VERSION_COLUMNS, version, strict=True))
+    memo = conn.info.get(TRANSACTION_MEMO)
+    if memo:
+        memo.pop((v["res_type"], v["res_id"]), None)
     note_write(
         conn,
         Touch(
