@@ -535,12 +535,16 @@ class ResourceService:
 
     @staticmethod
     def _guarded(conn: Connection, ctx: RequestContext, work: Callable[[Connection], T]) -> T:
+        ResourceService._check_account(conn, ctx)
+        return work(conn)
+
+    @staticmethod
+    def _check_account(conn: Connection, ctx: RequestContext) -> None:
         # Checked in the request's own transaction: a disabled client is out at once, everywhere.
         if ctx.actor.kind == "system" and not is_active(conn, ctx.actor.id):
             raise _disabled(ctx.actor.kind)
         if ctx.actor.kind == "user" and not is_active_user(conn, ctx.actor.id):
             raise _disabled(ctx.actor.kind)
-        return work(conn)
 
     @staticmethod
     def _guarded_read(conn: Connection, ctx: RequestContext, work: Callable[[Connection], T]) -> T:
@@ -557,12 +561,12 @@ class ResourceService:
         except Exception:
             if conn.info.pop(_ACCOUNT_ASKED, False):
                 with contextlib.suppress(SQLAlchemyError):  # a failed transaction's own error
-                    ResourceService._guarded(conn, ctx, _nothing)
+                    ResourceService._check_account(conn, ctx)
             raise
         finally:
             asked = conn.info.pop(_ACCOUNT_ASKED, False)
         if asked:
-            ResourceService._guarded(conn, ctx, _nothing)
+            ResourceService._check_account(conn, ctx)
         return result
 
     @staticmethod
@@ -576,8 +580,7 @@ class ResourceService:
         key, disabled = repository.start_search(
             conn, snapshot=snapshot, planning=planning, beside=beside
         )
-        if disabled is None or disabled:  # no such account, or disabled
-            raise _disabled(ctx.actor.kind)
+        _refuse_if_disabled(ctx.actor.kind, disabled)
         return key
 
     @staticmethod
@@ -587,13 +590,13 @@ class ResourceService:
         """``_guarded``'s account check and the current version of a resource, asked in one
         statement, the check judged before the version is used."""
         if not ID_PATTERN.match(res_id):  # no resource has it (PostgreSQL refuses NUL bytes)
-            return ResourceService._guarded(conn, ctx, lambda _conn: None)
+            ResourceService._check_account(conn, ctx)
+            return None
         account = _ACCOUNT_STATE.get(ctx.actor.kind)
         if account is None:  # the operator's console: no account to check
             return repository.current(conn, res_type, res_id)
         disabled, stored = repository.current_beside(conn, res_type, res_id, account, ctx.actor.id)
-        if disabled is None or disabled:  # no such account, or disabled
-            raise _disabled(ctx.actor.kind)
+        _refuse_if_disabled(ctx.actor.kind, disabled)
         return stored
 
     # -- create ----------------------------------------------------------------------------
@@ -1782,8 +1785,10 @@ _ACCOUNT_STATE = {"system": CLIENT_DISABLED_SQL, "user": USER_DISABLED_SQL}
 _ACCOUNT_ASKED = "zorgbrug_account_asked"
 
 
-def _nothing(_conn: Connection) -> None:
-    return None
+def _refuse_if_disabled(kind: str, disabled: Any) -> None:
+    """Judge an account's state asked beside another statement (``_ACCOUNT_STATE``)."""
+    if disabled is None or disabled:  # no such account, or disabled
+        raise _disabled(kind)
 
 
 def _bsn_of_version(patient: StoredVersion | None) -> str | None:
