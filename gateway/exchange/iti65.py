@@ -372,14 +372,12 @@ class DocumentRecipient:
         repeated = self._repeated(conn, ctx, submission, recipients)
         for entry in submission.supersede_patches:
             entry.result = self._supersede(conn, ctx, f"DocumentReference/{entry.res_id}")
+        for entry in submission.documents:
+            consent = service.content_consent(bsn, clinical_date_us(entry.resource or {}))
+            for binary_entry in submission.content_of[entry.position]:
+                binary_entry.consent = consent
         self.bundles.run_transaction(conn, ctx, submission.entries)
         self._check_content(submission)
-        for entry in submission.documents:
-            for binary_entry in submission.content_of[entry.position]:
-                binary = binary_entry.result
-                if not entry.done and binary is not None and binary.rid is not None:
-                    date = clinical_date_us(entry.resource or {})
-                    service.attribute_content(conn, binary.rid, bsn, date)
         self._supersede_replaced(conn, ctx, submission)
         set_result = submission.submission_set.result
         assert set_result is not None and patient.rid is not None

@@ -22,6 +22,7 @@ from gateway.fhir.references import full_url_aliases, rewrite_references
 from gateway.fhir.validation import validate_resource
 from gateway.service.resources import ResourceResult, ResourceService, check_id, check_type
 from gateway.store.keys import new_key
+from gateway.store.repository import ConsentColumns
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -47,6 +48,8 @@ class TransactionEntry:
     note: dict[str, Any] | None = None  # an informational OperationOutcome for the response
     done: bool = False  # handled by the caller before the transaction ran (res_id is set)
     sealed: tuple[PreparedBlob, ...] = ()  # its content, encrypted before the transaction
+    # What consent decides on where the resource does not tell (a Binary: its document's).
+    consent: ConsentColumns | None = None
 
 
 class BundleProcessor:
@@ -153,6 +156,7 @@ class BundleProcessor:
                 res_id=entry.res_id,
                 assigned=True,  # POST entries get their ids from us, never from the client
                 sealed=entry.sealed,
+                consent=entry.consent,
             )
         elif entry.method == "PUT":
             assert entry.resource is not None and entry.res_id is not None

@@ -624,12 +624,15 @@ class ResourceService:
         res_id: str | None = None,
         assigned: bool = False,
         sealed: tuple[PreparedBlob, ...] = (),
+        consent: repository.ConsentColumns | None = None,
     ) -> ResourceResult:
         """Create inside the caller's transaction; the resource must already be validated.
 
         ``res_id`` is the id to give it: the client's (it may collide with a concurrent create),
         or with ``assigned`` one the server generated (it cannot). ``sealed`` is its content
         encrypted before the transaction (``seal_ahead``), stored only if it is created.
+        ``consent``: what consent decides on, for a resource that does not tell
+        (``content_consent``).
         """
         self._allow(ctx, res_type, "c")
         client_id = res_id is not None and not assigned
@@ -657,6 +660,7 @@ class ResourceService:
             client_id=client_id,
             presealed=tuple(self.vault.insert(conn, blob) for blob in sealed),
             unreferenced=unreferenced,
+            consent=consent,
         )
 
     def conditional_match(
@@ -696,11 +700,20 @@ class ResourceService:
         client_id: bool,
         presealed: tuple[BlobInfo, ...] = (),
         unreferenced: bool = False,
+        consent: repository.ConsentColumns | None = None,
     ) -> ResourceResult:
         now = self.now_us()
         owner = ctx.actor.organization
         prepared = self._prepare(
-            conn, resource, res_id, 1, now, owner, presealed, shown=_wants_body(ctx)
+            conn,
+            resource,
+            res_id,
+            1,
+            now,
+            owner,
+            presealed,
+            shown=_wants_body(ctx),
+            consent=consent,
         )
         facts = self._check_rules(conn, ctx, res_type, resource, prepared.consent)
         try:
@@ -828,25 +841,12 @@ class ResourceService:
         return None
 
     @staticmethod
-    def attribute_content(
-        conn: Connection, rid: int, patient_key: str | None, data_date_us: int | None
-    ) -> None:
-        """Tell consent whose document content a Binary is (a Binary names no patient)."""
-        columns = repository.ConsentColumns(patient_key, leaf_of("Binary"), data_date_us)
-        repository.set_consent_columns(conn, rid, columns)
-        scope = scope_of(conn)
-        if scope is not None:  # the Binary's write was noted before its patient was known
-            scope.touches = [
-                dataclasses.replace(
-                    t,
-                    patient_key=patient_key,
-                    category=columns.data_category,
-                    data_date_us=data_date_us,
-                )
-                if t.rid == rid
-                else t
-                for t in scope.touches
-            ]
+    def content_consent(
+        patient_key: str | None, data_date_us: int | None
+    ) -> repository.ConsentColumns:
+        """What consent decides on for a Binary holding a document of this patient and date
+        (a Binary names no patient): to be given to ``create_in``."""
+        return repository.ConsentColumns(patient_key, leaf_of("Binary"), data_date_us)
 
     @staticmethod
     def is_shared(conn: Connection, rid: int, organization: str) -> bool:
@@ -1711,11 +1711,13 @@ class ResourceService:
         presealed: tuple[BlobInfo, ...] = (),
         *,
         shown: bool = True,
+        consent: repository.ConsentColumns | None = None,
     ) -> _Prepared:
         """The stored form of a validated resource: meta set, index rows extracted, and
         document content moved into encrypted blobs. Without ``shown`` (the client asked for
         no representation) a resource with content gets no client copy: a large document
-        would be held once more for nothing."""
+        would be held once more for nothing. ``consent``: the consent columns, when the
+        resource does not tell them itself."""
         resource["id"] = res_id
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(version)
@@ -1723,7 +1725,7 @@ class ResourceService:
         resource["meta"] = meta
         index = index_resource(resource, registry())
         patient_ref = _patient_of(resource, index)
-        consent = repository.ConsentColumns(
+        consent = consent or repository.ConsentColumns(
             patient_key=self._patient_key(conn, resource, patient_ref),
             data_category=leaf_of(resource["resourceType"], resource),
             data_date_us=clinical_date_us(resource),

@@ -118,12 +118,28 @@ def derived_from_current(
     BSN, and read the Patient for it each time (three times in a document push). A write of the
     resource in the transaction (``_note_version``), a savepoint's rollback and the end of the
     transaction forget it (``Database``)."""
-    memo: dict[tuple[str, str], dict[Any, Any]] = conn.info.setdefault(TRANSACTION_MEMO, {})
-    known = memo.setdefault((res_type, res_id), {})
+    known = _memo_of(conn, res_type, res_id)
     if derive not in known:
-        known[derive] = derive(current(conn, res_type, res_id))
+        if _CURRENT_VERSION not in known:
+            known[_CURRENT_VERSION] = current(conn, res_type, res_id)
+        known[derive] = derive(known[_CURRENT_VERSION])
     value: T = known[derive]
     return value
+
+
+def _remember_current(conn: Connection, version: StoredVersion) -> StoredVersion:
+    """Note a current version a look-up found, so that ``derived_from_current`` need not read
+    it again (a document push finds its Patient by BSN, then keys its resources by it)."""
+    _memo_of(conn, version.res_type, version.res_id)[_CURRENT_VERSION] = version
+    return version
+
+
+def _memo_of(conn: Connection, res_type: str, res_id: str) -> dict[Any, Any]:
+    memo: dict[tuple[str, str], dict[Any, Any]] = conn.info.setdefault(TRANSACTION_MEMO, {})
+    return memo.setdefault((res_type, res_id), {})
+
+
+_CURRENT_VERSION = object()  # the memo's key for the version itself
 
 
 def current_beside(
@@ -690,37 +706,6 @@ def shared_with(conn: Connection, rid: int) -> list[str]:
     return sorted(str(org) for org in rows)
 
 
-def set_consent_columns(conn: Connection, rid: int, consent: ConsentColumns) -> None:
-    """Give a stored resource, and its current version, its consent columns (e.g. a Binary,
-    once its document is known); each version is judged by its own columns."""
-    columns = (consent.patient_key, consent.data_category, consent.data_date_us)
-    if conn.dialect.name == "postgresql":  # both rows in one round trip
-        _SET_CONSENT_COLUMNS_PG.run(conn, *columns, rid, *columns)
-        return
-    _SET_CONSENT_COLUMNS.run(conn, *columns, rid)
-    _SET_VERSION_CONSENT_COLUMNS.run(conn, *columns, rid)
-
-
-_SET_CONSENT_COLUMNS = DriverQuery(
-    "UPDATE resources SET patient_key = ?, data_category = ?, data_date_us = ? WHERE rid = ?"
-)
-# By the version's unique key: resource_versions has no index on rid, and a scan of every
-# version per pushed document grew with the store.
-_SET_VERSION_CONSENT_COLUMNS = DriverQuery(
-    "UPDATE resource_versions SET patient_key = ?, data_category = ?, data_date_us = ? "
-    "WHERE (res_type, res_id, version) = "
-    "(SELECT res_type, res_id, version FROM resources WHERE rid = ?)"
-)
-
-_SET_CONSENT_COLUMNS_PG = DriverQuery(
-    "WITH attributed AS (UPDATE resources SET patient_key = ?, data_category = ?, "
-    "data_date_us = ? WHERE rid = ? RETURNING res_type, res_id, version) "
-    "UPDATE resource_versions AS v SET patient_key = ?, data_category = ?, data_date_us = ? "
-    "FROM attributed AS a "
-    "WHERE v.res_type = a.res_type AND v.res_id = a.res_id AND v.version = a.version"
-)
-
-
 def patient_key_of(conn: Connection, rid: int) -> str | None:
     return conn.execute(
         select(resources.c.patient_key).where(resources.c.rid == rid)
@@ -845,7 +830,7 @@ def find_patient(conn: Connection, patient_key: str, owner: str | None) -> Store
         rows = rows_of(conn, _FIND_PATIENT_OF_NOBODY, {"patient_key": patient_key})
     else:
         rows = rows_of(conn, _FIND_PATIENT, {"patient_key": patient_key, "owner": owner})
-    return stored(rows[0]) if rows else None
+    return _remember_current(conn, stored(rows[0])) if rows else None
 
 
 _FIND_PATIENT, _FIND_PATIENT_OF_NOBODY = (

@@ -41,7 +41,7 @@ def patient(family: str) -> bytes:
     return orjson.dumps({"resourceType": "Patient", "id": "p1", "family": family})
 
 
-def insert(conn, family: str) -> None:
+def insert(conn, family: str, bsn: str | None = None) -> None:
     repository.insert_resource(
         conn,
         res_type="Patient",
@@ -52,6 +52,7 @@ def insert(conn, family: str) -> None:
         patient_ref="Patient/p1",
         index=IndexRows(),
         client_id=False,
+        consent=repository.ConsentColumns(patient_key=bsn),
     )
 
 
@@ -100,3 +101,29 @@ def test_a_value_is_worked_out_once_per_transaction_and_forgotten_when_stale(db)
     # A new transaction reads the resource again.
     assert asyncio.run(db.read(derived)) == "de Vries"
     assert family.runs == 6
+
+
+def test_a_patient_found_by_bsn_is_not_read_again_for_what_is_derived_from_it(db):
+    """A document push finds the sender's Patient by BSN, then keys each resource by it."""
+    family = Family()
+    asyncio.run(db.write(lambda conn: insert(conn, "Jansen", bsn="999911120")))
+
+    def found_then_derived(conn) -> str | None:
+        found = repository.find_patient(conn, "999911120", "90000001")
+        assert found is not None and found.res_id == "p1"
+        # Changed behind the repository's back: only a read would see it.
+        conn.exec_driver_sql(
+            "UPDATE resources SET content = ? WHERE rid = ?"
+            if conn.dialect.name == "sqlite"
+            else "UPDATE resources SET content = %s WHERE rid = %s",
+            (patient("Bakker"), found.rid),
+        )
+        return repository.derived_from_current(conn, "Patient", "p1", family)
+
+    assert asyncio.run(db.write(found_then_derived)) == "Jansen"
+    assert (
+        asyncio.run(
+            db.read(lambda conn: repository.derived_from_current(conn, "Patient", "p1", family))
+        )
+        == "Bakker"
+    )
