@@ -540,9 +540,16 @@ class DocumentRecipient:
         """Mark documents (and their content) the sender provided before as done, refusing a
         uniqueId re-sent with other content; likewise a SubmissionSet by its identifiers."""
         service = self.service
-        for entry in submission.documents:
-            master = (entry.resource or {})["masterIdentifier"]
-            found = service.find_own(conn, ctx, "DocumentReference", master)
+        set_entry = submission.submission_set
+        set_identifiers = (set_entry.resource or {}).get("identifier") or []
+        documents = [(e, (e.resource or {})["masterIdentifier"]) for e in submission.documents]
+        known = service.find_own_each(
+            conn,
+            ctx,
+            [("DocumentReference", master) for _entry, master in documents]
+            + [("List", identifier) for identifier in set_identifiers],
+        )
+        for (entry, master), found in zip(documents, known, strict=False):
             if found is None:
                 continue
             binaries = submission.content_of[entry.position]
@@ -559,9 +566,7 @@ class DocumentRecipient:
             for binary, (binary_id, _sha256) in zip(binaries, old, strict=False):
                 _reuse(binary, service.read_in(conn, ctx, "Binary", binary_id))
                 binary.note = _already_stored("Its content")
-        set_entry = submission.submission_set
-        for identifier in (set_entry.resource or {}).get("identifier") or []:
-            found = service.find_own(conn, ctx, "List", identifier)
+        for identifier, found in zip(set_identifiers, known[len(documents) :], strict=True):
             if found is None or mhd.list_type(orjson.loads(found.content or b"{}")) != (
                 "submissionset"
             ):

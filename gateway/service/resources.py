@@ -13,7 +13,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -781,6 +781,25 @@ class ResourceService:
             limit=1,
         )
         return found[0] if found else None
+
+    def find_own_each(
+        self, conn: Connection, ctx: RequestContext, wanted: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[StoredVersion | None]:
+        """``find_own`` of several (resource type, identifier) pairs, those that name their
+        system in one statement."""
+        keys = [_identifier_key(res_type, identifier) for res_type, identifier in wanted]
+        owner = ctx.actor.organization
+        found = (
+            repository.find_each_by_token(conn, [k for k in keys if k is not None], owner)
+            if owner is not None
+            else {}
+        )
+        return [
+            found.get(key)
+            if key is not None and owner is not None
+            else self.find_own(conn, ctx, *w)
+            for key, w in zip(keys, wanted, strict=True)
+        ]
 
     @staticmethod
     def find_own_patient(conn: Connection, ctx: RequestContext, bsn: str) -> StoredVersion | None:
@@ -1785,6 +1804,14 @@ def _note_seen_rows(conn: Connection, rids: list[int]) -> None:
 _ACCOUNT_STATE = {"system": CLIENT_DISABLED_SQL, "user": USER_DISABLED_SQL}
 # Set on a read's connection while its account check waits for a statement to take it.
 _ACCOUNT_ASKED = "zorgbrug_account_asked"
+
+
+def _identifier_key(res_type: str, identifier: dict[str, Any]) -> repository.TokenKey | None:
+    """The token an identifier is indexed by, when it names its system."""
+    system, value = identifier.get("system"), identifier.get("value")
+    if not isinstance(system, str) or not isinstance(value, str):
+        return None
+    return (res_type, "identifier", normalized_system(system), value)
 
 
 def _refuse_if_disabled(kind: str, disabled: Any) -> None:

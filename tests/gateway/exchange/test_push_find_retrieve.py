@@ -407,6 +407,30 @@ def test_resending_a_unique_id_with_other_content_is_refused(server, network):
     assert issue["details"]["coding"][0]["code"] == "XDSNonIdenticalHash"
 
 
+def test_a_submission_set_resent_with_other_documents_is_refused(server, network):
+    submission = f"urn:uuid:{uuid.uuid4()}"
+    second_document = f"urn:uuid:{uuid.uuid4()}"
+
+    def bundle(unique_id):
+        return provide_document_bundle(
+            content=b"verslag",
+            content_type="text/plain",
+            bsn="999911120",
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+            unique_id=unique_id,
+            submission_id=submission,
+        )
+
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=bundle(f"urn:uuid:{uuid.uuid4()}")).status_code == 200
+        refused = fhir.post("", json=bundle(second_document))
+        assert refused.status_code == 422, refused.text
+        issue = refused.json()["issue"][0]
+        assert issue["details"]["coding"][0]["code"] == "XDSDuplicateUniqueIdInRegistry"
+        assert find_by_unique_id(fhir, second_document)["total"] == 0
+
+
 def test_comprehensive_metadata_names_the_missing_element(server, network):
     bundle = provide_document_bundle(
         content=b"%PDF-1.4 x",
