@@ -27,7 +27,7 @@ from consent import (
 from gateway.context import DIRECTORY_OPERATOR, RequestContext
 from gateway.errors import GatewayError
 from gateway.fhir.validation import validate_resource
-from gateway.organizations import check_ura, directory_entry
+from gateway.organizations import check_ura
 from gateway.service.console import ConsoleChange
 from gateway.service.resources import ResourceService
 
@@ -56,7 +56,7 @@ async def add_agreement(
 
     def work(conn: Connection) -> Agreement:
         for ura in parties:
-            if directory_entry(conn, service, ura=ura) is None:
+            if service.policy.network(conn).by_ura(ura) is None:
                 raise ValueError(f"organisation {ura} is not registered (zorgbrug orgs add)")
         if content is not None and document is not None:
             binary = service.create_in(

@@ -7,29 +7,19 @@ hospital can address a partner), changed only through ``zorgbrug orgs``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection
 
 from gateway.context import DIRECTORY_OPERATOR, LOCAL_OPERATOR, RequestContext
-from gateway.errors import Gone, NotFound
+from gateway.policy.information import Organization
 from gateway.service.bundles import BundleProcessor
 from gateway.service.console import ConsoleChange
 from gateway.service.resources import ResourceService
 
 URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 _URA = re.compile(r"^\d{8}$")
-
-
-@dataclass(frozen=True)
-class Organization:
-    id: str
-    ura: str
-    name: str
-    endpoint: str | None
-    active: bool = True
 
 
 def check_ura(ura: str) -> str:
@@ -158,40 +148,3 @@ async def list_organizations(service: ResourceService) -> list[Organization]:
 
 async def find_organization(service: ResourceService, ura: str) -> Organization | None:
     return next((o for o in await list_organizations(service) if o.ura == ura), None)
-
-
-def directory_entry(
-    conn: Connection, service: ResourceService, *, ura: str | None = None, org_id: str | None = None
-) -> Organization | None:
-    """A registered organisation by URA or by its Organization id, inside a transaction."""
-    ctx = RequestContext(actor=DIRECTORY_OPERATOR, base_url="urn:zorgbrug:directory")
-    resource = _directory_read(conn, service, ctx, "Organization", org_id) if org_id else None
-    if ura is not None:
-        identifier = {"system": URA_SYSTEM, "value": ura}
-        stored = service.find_own(conn, ctx, "Organization", identifier)
-        resource = orjson.loads(stored.content) if stored and stored.content else None
-    if resource is None:
-        return None
-    registered_ura = next(
-        (i.get("value") for i in resource.get("identifier", []) if i.get("system") == URA_SYSTEM),
-        None,
-    )
-    if registered_ura is None:
-        return None
-    endpoint = None
-    for reference in resource.get("endpoint") or []:
-        target = str(reference.get("reference", "")).removeprefix("Endpoint/")
-        found = _directory_read(conn, service, ctx, "Endpoint", target)
-        endpoint = found.get("address") if found else endpoint
-    name, active = resource.get("name", ""), resource.get("active", True)
-    return Organization(resource["id"], registered_ura, name, endpoint, active)
-
-
-def _directory_read(
-    conn: Connection, service: ResourceService, ctx: RequestContext, res_type: str, res_id: str
-) -> dict[str, Any] | None:
-    try:
-        result = service.read_in(conn, ctx, res_type, res_id)
-    except (NotFound, Gone):
-        return None
-    return orjson.loads(result.content) if result.content else None

@@ -37,8 +37,8 @@ from gateway.fhir.clinical_dates import clinical_date_us
 from gateway.fhir.dutch_identifiers import BSN, URA, normalize_identifiers, normalized_system
 from gateway.fhir.references import full_url_aliases
 from gateway.fhir.validation import validate_resource
-from gateway.organizations import Organization, directory_entry
 from gateway.policy.basis import basis_of_decision
+from gateway.policy.information import Network, Organization
 from gateway.service.bundles import BundleProcessor, TransactionEntry
 from gateway.service.resources import ResourceResult, ResourceService
 
@@ -358,8 +358,9 @@ class DocumentRecipient:
 
     def _store(self, conn: Connection, ctx: RequestContext, submission: Submission) -> None:
         service = self.service
-        sender = self._directory(conn, ura=ctx.actor.organization)
-        recipients = [self._recipient(conn, ctx, reference) for reference in submission.recipients]
+        network = service.policy.network(conn)  # once for the directory and the decisions
+        sender = self._directory(network, ura=ctx.actor.organization)
+        recipients = [self._recipient(network, ctx, r) for r in submission.recipients]
         patient, bsn = self._patient(conn, ctx, submission)
         if recipients and bsn is None:
             raise MhdError(
@@ -367,7 +368,7 @@ class DocumentRecipient:
                 "documents addressed to another organisation need the patient's BSN",
             )
         for recipient in recipients:
-            self._may_refer(conn, ctx, sender.ura, recipient.ura, str(bsn))
+            self._may_refer(conn, ctx, sender.ura, recipient.ura, str(bsn), network)
         self._already_provided(conn, ctx, submission)
         repeated = self._repeated(conn, ctx, submission, recipients)
         for entry in submission.supersede_patches:
@@ -416,7 +417,13 @@ class DocumentRecipient:
             service.share(conn, [patient, *given, created], recipient.ura, delivery_id)
 
     def _may_refer(
-        self, conn: Connection, ctx: RequestContext, sender: str, recipient: str, bsn: str
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        sender: str,
+        recipient: str,
+        bsn: str,
+        network: Network,
     ) -> None:
         """A push is a directed referral: it needs an agreement between the two organisations
         that covers documents for treatment, and no objection by the patient (403 otherwise)."""
@@ -429,6 +436,7 @@ class DocumentRecipient:
             patient_key=bsn,
             resource_type="DocumentReference",
             action="push",
+            network=network,
         )
         scope = scope_of(conn)
         if scope is not None:
@@ -439,8 +447,9 @@ class DocumentRecipient:
                 code="forbidden",
             )
 
-    def _directory(self, conn: Connection, *, ura: str | None) -> Organization:
-        found = directory_entry(conn, self.service, ura=ura) if ura else None
+    @staticmethod
+    def _directory(network: Network, *, ura: str | None) -> Organization:
+        found = network.by_ura(ura) if ura else None
         if found is None:
             raise MhdError(
                 "XDSRegistryMetadataError",
@@ -448,8 +457,9 @@ class DocumentRecipient:
             )
         return found
 
+    @staticmethod
     def _recipient(
-        self, conn: Connection, ctx: RequestContext, reference: dict[str, Any]
+        network: Network, ctx: RequestContext, reference: dict[str, Any]
     ) -> Organization:
         """The registered organisation an intendedRecipient names (by URA or reference)."""
         identifier = _object(reference.get("identifier"))
@@ -461,9 +471,9 @@ class DocumentRecipient:
         literal = reference.get("reference")
         found = None
         if ura:
-            found = directory_entry(conn, self.service, ura=str(ura))
+            found = network.by_ura(str(ura))
         elif isinstance(literal, str) and literal.split("/")[-2:-1] == ["Organization"]:
-            found = directory_entry(conn, self.service, org_id=literal.split("/")[-1])
+            found = network.by_id(literal.split("/")[-1])
         if found is None:
             named = ura or literal or reference.get("display") or "?"
             raise MhdError(

@@ -79,7 +79,7 @@ def from_us(value: int) -> datetime:
 
 
 _OF_NETWORK = (
-    resources.c.res_type.in_(("Organization", "Contract")),
+    resources.c.res_type.in_(("Organization", "Contract", "Endpoint")),
     resources.c.owner_org == NETWORK,
     resources.c.deleted.is_(False),
 )
@@ -93,7 +93,40 @@ _NETWORK_CONTENTS = (
     .where(*_OF_NETWORK)
     .order_by(resources.c.rid)
 )
-Network = tuple[Mapping[str, frozenset[str]], tuple[Agreement, ...]]  # directory, agreements
+
+
+@dataclass(frozen=True)
+class Organization:
+    """A registered organisation: an Organization of the network's directory with its URA."""
+
+    id: str
+    ura: str
+    name: str
+    endpoint: str | None  # where its notifications are delivered, if it registered one
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Network:
+    """The network's directory and agreements, as stored."""
+
+    directory: Mapping[str, frozenset[str]]  # URA -> organisation types
+    agreements: tuple[Agreement, ...]
+    organizations: tuple[Organization, ...] = ()
+
+    @functools.cached_property
+    def _by_ura(self) -> Mapping[str, Organization]:
+        found: dict[str, Organization] = {}
+        for organization in self.organizations:  # oldest first: the first registration wins
+            found.setdefault(organization.ura, organization)
+        return found
+
+    def by_ura(self, ura: str) -> Organization | None:
+        return self._by_ura.get(ura)
+
+    def by_id(self, org_id: str) -> Organization | None:
+        return next((o for o in self.organizations if o.id == org_id), None)
+
 
 _OF_PATIENTS = (
     resources.c.res_type == "Consent",
@@ -180,23 +213,32 @@ _EMERGENCIES_OF = (
 )
 
 
-def _directory_of(contents: tuple[bytes, ...]) -> Mapping[str, frozenset[str]]:
-    found: dict[str, frozenset[str]] = {}
-    for content in contents:
+def _network_of(contents: Mapping[str, list[bytes]]) -> Network:
+    addresses = {}
+    for content in contents["Endpoint"]:
+        endpoint = orjson.loads(content)
+        addresses[f"Endpoint/{endpoint.get('id')}"] = endpoint.get("address")
+    types: dict[str, frozenset[str]] = {}
+    registered = []
+    for content in contents["Organization"]:
         organization = orjson.loads(content)
         ura = _identifier(organization, URA)
-        if ura:
-            found[ura] = frozenset(
-                str(coding.get("code"))
-                for concept in organization.get("type") or []
-                for coding in concept.get("coding") or []
-                if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
-            )
-    return MappingProxyType(found)  # kept between calls: read-only
-
-
-def _agreements_of(contents: tuple[bytes, ...]) -> tuple[Agreement, ...]:
-    return tuple(agreement_from_contract(orjson.loads(content)) for content in contents)
+        if not ura:
+            continue
+        types[ura] = frozenset(
+            str(coding.get("code"))
+            for concept in organization.get("type") or []
+            for coding in concept.get("coding") or []
+            if coding.get("system") in ORGANIZATION_TYPE_SYSTEMS
+        )
+        endpoint = None
+        for reference in organization.get("endpoint") or []:
+            endpoint = addresses.get(str(reference.get("reference")), endpoint)
+        name, active = organization.get("name", ""), organization.get("active", True)
+        registered.append(Organization(organization["id"], ura, name, endpoint, active))
+    agreements = tuple(agreement_from_contract(orjson.loads(c)) for c in contents["Contract"])
+    # Kept between calls: read-only values.
+    return Network(MappingProxyType(types), agreements, tuple(registered))
 
 
 class StoreResolver:
@@ -237,7 +279,7 @@ class PolicyInformation:
 
     def directory(self, conn: Connection) -> Mapping[str, frozenset[str]]:
         """Every registered organisation's URA and organisation types."""
-        return self.network(conn)[0]
+        return self.network(conn).directory
 
     def consents(self, conn: Connection, patient_key: str) -> list[PatientConsent]:
         return self.consents_of(conn, [patient_key]).get(patient_key, [])
@@ -274,18 +316,19 @@ class PolicyInformation:
                 versions.append((rid, version))
             else:
                 consents.append((patient_key, content))
-        directory, agreements = self._network_at(conn, tuple(versions))
+        network = self._network_at(conn, tuple(versions))
+        agreements = network.agreements
         facts = self._facts(patient_keys, _parsed_consents(conn, consents), agreements, {})
-        return CallFacts(frozenset(addressed), directory, agreements, facts)
+        return CallFacts(frozenset(addressed), network.directory, agreements, facts)
 
     def agreements(self, conn: Connection) -> tuple[Agreement, ...]:
         """The network's agreements: the Contract resources of its directory."""
-        return self.network(conn)[1]
+        return self.network(conn).agreements
 
     def network(self, conn: Connection) -> Network:
-        """The directory and the agreements. Their versions are read on every call, so no
-        process acts on a stale directory or agreement; their contents only when those
-        changed."""
+        """The directory (with the organisations' endpoints) and the agreements. Their versions
+        are read on every call, so no process acts on a stale directory or agreement; their
+        contents only when those changed."""
         versions = tuple((rid, version) for rid, version in rows_of(conn, _NETWORK_VERSIONS, {}))
         return self._network_at(conn, versions)
 
@@ -293,16 +336,13 @@ class PolicyInformation:
         known = self._network
         if known is not None and known[0] == versions:
             return known[1]
-        contents: dict[str, list[bytes]] = {"Organization": [], "Contract": []}
+        contents: dict[str, list[bytes]] = {"Organization": [], "Contract": [], "Endpoint": []}
         read: list[tuple[int, int]] = []
         for rid, version, res_type, content in conn.execute(_NETWORK_CONTENTS):
             contents[res_type].append(content)
             read.append((rid, version))
-        value = (
-            _directory_of(tuple(contents["Organization"])),
-            _agreements_of(tuple(contents["Contract"])),
-        )
-        self._network = (tuple(read), value)  # kept between calls: read-only values
+        value = _network_of(contents)
+        self._network = (tuple(read), value)
         return value
 
     def emergencies_of(
@@ -372,12 +412,14 @@ class PolicyInformation:
         action: str = "read",
         purpose: str = READ_PURPOSE,
         data_date_us: int | None = None,
+        network: Network | None = None,
     ) -> AccessDecision:
-        """consent.decide with the facts from the store, now."""
-        directory, agreements = self.network(conn)
+        """consent.decide with the facts from the store, now (``network``: as the caller
+        read it in this transaction)."""
+        network = network or self.network(conn)
         request = AccessRequest(
             actor_org=actor_org,
-            actor_org_types=directory.get(actor_org, frozenset()),
+            actor_org_types=network.directory.get(actor_org, frozenset()),
             actor_id=actor_id,
             actor_role=actor_role,
             holder_org=holder_org,
@@ -389,7 +431,7 @@ class PolicyInformation:
             data_date=None if data_date_us is None else from_us(data_date_us),
             at=datetime.now(UTC),
         )
-        facts = self.facts_of(conn, [patient_key], agreements=agreements)[patient_key]
+        facts = self.facts_of(conn, [patient_key], agreements=network.agreements)[patient_key]
         return decide(request, facts)
 
     # -- the conditions as rows ---------------------------------------------------------------
