@@ -846,6 +846,9 @@ def find_each_by_token(
 
 @functools.cache
 def _tokens_lookup(count: int) -> Any:
+    # The owner as the index rows carry it: judged on resources, PostgreSQL's generic plan of
+    # this statement, made while the store was small, read every resource of the owner
+    # (a document push slowed down as the sender's records grew).
     t = idx_token
     return (
         select(t.c.res_type, t.c.param, t.c.system, t.c.code, *_CURRENT)
@@ -863,7 +866,7 @@ def _tokens_lookup(count: int) -> Any:
                     for n in range(count)
                 )
             ),
-            resources.c.owner_org == bindparam("owner"),
+            t.c.owner_org == bindparam("owner"),
             resources.c.deleted.is_(False),
         )
         .order_by(resources.c.rid)
