@@ -44,7 +44,7 @@ from consent._decision import (
     PolicyFacts,
     decide,
 )
-from consent._emergency import EMERGENCY_MAX_DURATION, Emergency
+from consent._emergency import EMERGENCY_MAX_DURATION, Emergency, emergency_may_cover
 from consent._errors import (
     ConsentError,
     InvalidAgreement,
@@ -102,6 +102,7 @@ __all__ = [
     "consent_grants",
     "consent_permits",
     "decide",
+    "emergency_may_cover",
     "leaf_of",
     "parse_consent",
 ]

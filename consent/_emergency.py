@@ -69,10 +69,15 @@ class Emergency:
     def covers(self, request: AccessRequest) -> bool:
         """Whether this declaration permits ``request``: same actor and patient, ETREAT, in time."""
         return (
-            request.action == "read"
-            and request.purpose in EMERGENCY_PURPOSES
+            emergency_may_cover(request)
             and request.actor_id == self.actor_id
             and request.actor_org == self.actor_org
             and request.patient == self.patient
             and self.start <= request.at < self.end
         )
+
+
+def emergency_may_cover(request: AccessRequest) -> bool:
+    """Whether any emergency could permit ``request``: only reads for an emergency purpose
+    (ETREAT) can be, so a caller need not look up the declared emergencies for others."""
+    return request.action == "read" and request.purpose in EMERGENCY_PURPOSES

@@ -40,6 +40,7 @@ from consent import (
     categories_of,
     consent_grants,
     decide,
+    emergency_may_cover,
     parse_consent,
 )
 from gateway.context import NETWORK
@@ -431,8 +432,13 @@ class PolicyInformation:
             data_date=None if data_date_us is None else from_us(data_date_us),
             at=datetime.now(UTC),
         )
-        facts = self.facts_of(conn, [patient_key], agreements=network.agreements)[patient_key]
-        return decide(request, facts)
+        facts = self.facts_of(
+            conn,
+            [patient_key],
+            agreements=network.agreements,
+            with_emergencies=emergency_may_cover(request),
+        )
+        return decide(request, facts[patient_key])
 
     # -- the conditions as rows ---------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from consent import (
     NetworkPolicy,
     PolicyFacts,
     decide,
+    emergency_may_cover,
     parse_consent,
 )
 
@@ -83,6 +84,21 @@ def test_emergency_overrides_any_deny_by_design(consents, r, policy):
     if r.actor_org != r.holder_org:
         assert d.basis.kind == "emergency"
         assert {"audit-as-emergency", "notify-dpo"} <= d.obligations
+
+
+@SETTINGS
+@given(consent_sets(), requests(), POLICIES)
+def test_emergencies_decide_only_what_emergency_may_cover_admits(consents, r, policy):
+    """Where ``emergency_may_cover`` says no, the gateway does not read the emergencies."""
+    emergency = Emergency.declare(
+        actor_id=r.actor_id, actor_org=r.actor_org, patient=r.patient, reason="acute", at=r.at
+    )
+    without = decide(r, facts(consents, policy))
+    with_emergency = decide(r, facts(consents, policy, emergencies=[emergency]))
+    if not emergency_may_cover(r):
+        assert with_emergency == without
+    elif not without.permit:
+        assert with_emergency.basis.kind == "emergency"
 
 
 @SETTINGS
