@@ -227,22 +227,24 @@ class ContentVault:
         info = prepared.close()
         kid, master = self.keyring.current_key()
         wrapped = envelope.wrap(master, info.blob_id, prepared._key)
-        _INSERT_BLOB.run(
-            conn,
+        chunks = prepared.sealed_chunks
+        row = (
             info.blob_id,
             info.owner_org,
             info.size,
             info.sha256,
             info.sha1,
             envelope.CHUNK_BYTES,
-            len(prepared.sealed_chunks),
+            len(chunks),
             kid,
             wrapped,
             _now_us(),
         )
-        _INSERT_CHUNK.run_many(
-            conn, [(info.blob_id, seq, data) for seq, data in enumerate(prepared.sealed_chunks)]
-        )
+        if len(chunks) == 1 and conn.dialect.name == "postgresql":  # one round trip
+            _INSERT_BLOB_WITH_CHUNK.run(conn, *row, info.blob_id, chunks[0])
+            return info
+        _INSERT_BLOB.run(conn, *row)
+        _INSERT_CHUNK.run_many(conn, [(info.blob_id, seq, data) for seq, data in enumerate(chunks)])
         return info
 
     def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
@@ -423,6 +425,11 @@ _INSERT_BLOB = insert_into(
     ),
 )
 _INSERT_CHUNK = insert_into("blob_chunks", ("blob_id", "seq", "data"))
+# A document of one chunk (up to a MiB): its blob and its chunk in one statement.
+_INSERT_BLOB_WITH_CHUNK = DriverQuery(
+    f"WITH blob AS ({_INSERT_BLOB.sql}) "  # noqa: S608 - our own statement
+    "INSERT INTO blob_chunks (blob_id, seq, data) VALUES (?, 0, ?)"
+)
 _BLOB = DriverQuery(f"SELECT {', '.join(_BlobRow._fields)} FROM blobs WHERE blob_id = ?")  # noqa: S608
 _CHUNKS_SQL = (
     "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
