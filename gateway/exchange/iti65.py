@@ -559,7 +559,7 @@ class DocumentRecipient:
             [("DocumentReference", master) for _entry, master in documents]
             + [("List", identifier) for identifier in set_identifiers],
         )
-        for (entry, master), found in zip(documents, known, strict=False):
+        for (entry, master), found in zip(documents, known[: len(documents)], strict=True):
             if found is None:
                 continue
             binaries = submission.content_of[entry.position]
