@@ -49,6 +49,13 @@ def find_by_unique_id(fhir, unique_id):
     ).json()
 
 
+def pushed(network, **fields):
+    """A Provide Document Bundle from the network's sender to its recipient, about 999911120."""
+    return provide_document_bundle(
+        bsn="999911120", sender=network.sender.ura, recipients=[network.recipient.ura], **fields
+    )
+
+
 def test_every_sample_document_is_one_of_the_ones_pushed():
     assert len(DOCUMENTS) == 14, [p.name for p in DOCUMENTS]
 
@@ -301,12 +308,10 @@ def test_the_same_document_sent_twice_is_stored_once(server, network):
     submission = f"urn:uuid:{uuid.uuid4()}"
 
     def bundle(submission_id=submission):
-        return provide_document_bundle(
+        return pushed(
+            network,
             content=PDF.read_bytes(),
             content_type="application/pdf",
-            bsn="999911120",
-            sender=network.sender.ura,
-            recipients=[network.recipient.ura],
             unique_id=unique_id,
             submission_id=submission_id,
         )
@@ -390,14 +395,7 @@ def test_resending_a_unique_id_with_other_content_is_refused(server, network):
     unique_id = f"urn:uuid:{uuid.uuid4()}"
 
     def bundle(text):
-        return provide_document_bundle(
-            content=text,
-            content_type="text/plain",
-            bsn="999911120",
-            sender=network.sender.ura,
-            recipients=[network.recipient.ura],
-            unique_id=unique_id,
-        )
+        return pushed(network, content=text, content_type="text/plain", unique_id=unique_id)
 
     with server.client(network.sender) as fhir:
         assert fhir.post("", json=bundle(b"eerste versie")).status_code == 200
@@ -412,12 +410,10 @@ def test_a_submission_set_resent_with_other_documents_is_refused(server, network
     second_document = f"urn:uuid:{uuid.uuid4()}"
 
     def bundle(unique_id):
-        return provide_document_bundle(
+        return pushed(
+            network,
             content=b"verslag",
             content_type="text/plain",
-            bsn="999911120",
-            sender=network.sender.ura,
-            recipients=[network.recipient.ura],
             unique_id=unique_id,
             submission_id=submission,
         )
