@@ -767,18 +767,12 @@ class ResourceService:
         param: str = "identifier",
     ) -> StoredVersion | None:
         """The actor's own oldest resource with this identifier (an indexed look-up)."""
-        system = identifier.get("system")
-        value = identifier.get("value")
-        if not isinstance(value, str):
+        token = _token_of(identifier)
+        if token is None:
             return None
+        system, value = token
         found = repository.find_by_token(
-            conn,
-            res_type,
-            param,
-            normalized_system(system) if isinstance(system, str) else None,
-            value,
-            ctx.actor.organization,
-            limit=1,
+            conn, res_type, param, system, value, ctx.actor.organization, limit=1
         )
         return found[0] if found else None
 
@@ -1806,12 +1800,20 @@ _ACCOUNT_STATE = {"system": CLIENT_DISABLED_SQL, "user": USER_DISABLED_SQL}
 _ACCOUNT_ASKED = "zorgbrug_account_asked"
 
 
-def _identifier_key(res_type: str, identifier: dict[str, Any]) -> repository.TokenKey | None:
-    """The token an identifier is indexed by, when it names its system."""
+def _token_of(identifier: dict[str, Any]) -> tuple[str | None, str] | None:
+    """The (system, code) an identifier is indexed by; None when it has no value."""
     system, value = identifier.get("system"), identifier.get("value")
-    if not isinstance(system, str) or not isinstance(value, str):
+    if not isinstance(value, str):
         return None
-    return (res_type, "identifier", normalized_system(system), value)
+    return (normalized_system(system) if isinstance(system, str) else None, value)
+
+
+def _identifier_key(res_type: str, identifier: dict[str, Any]) -> repository.TokenKey | None:
+    """The token key of an identifier that names its system (``find_each_by_token``)."""
+    token = _token_of(identifier)
+    if token is None or token[0] is None:
+        return None
+    return (res_type, "identifier", token[0], token[1])
 
 
 def _refuse_if_disabled(kind: str, disabled: Any) -> None:
