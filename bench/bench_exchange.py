@@ -10,7 +10,9 @@ For each backend, on a fresh store:
    90000002, ids at random (bench/wrk/exchange_retrieve.lua);
 2. the floor (bench/exchange_floor_app.py: validate + store / select + serve the same bytes),
    the same two figures, for each floor variant (async and sync drivers); the gateway is held
-   to the faster one; target: gateway >= 0.5 of the floor;
+   to the faster one; target: gateway >= 0.5 of the floor. The gateway and the floors run side
+   by side (each idle while another is measured) and each figure is pooled over two runs in
+   the order gateway, floors, floors reversed, gateway, so the machine's drift moves both;
 3. memory: the peak RSS growth (VmHWM) of a fresh gateway process while (a) streaming a raw
    upload ``POST /fhir/Binary`` (application/octet-stream) and downloading it again, and
    (b) submitting one ITI-65 bundle that carries a large document; reported as a multiple of
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import importlib.util
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -488,94 +491,137 @@ def measure_memory(
 # -- one backend -----------------------------------------------------------------------------
 
 
-def bench_floor(
-    backend: str,
-    variant: str,
-    url: str,
+class Side:
+    """One server under load (the gateway or a floor variant): how it is asked."""
+
+    def __init__(
+        self,
+        label: str,
+        server: core.Server,
+        sender: Callable[[], dict[str, str]],
+        recipient: Callable[[], dict[str, str]],
+        stored_ids: Callable[[], list[str]],
+    ) -> None:
+        self.label, self.server = label, server
+        self.sender, self.recipient = sender, recipient
+        self.stored_ids = stored_ids
+        self.runs = iter(range(1, 200))  # each ITI-65 run's uids differ: nothing is a re-send
+
+
+def alternate(
+    sides: list[Side],
+    metric: str,
+    measure: Callable[[Side, float], core.LoadResult],
     opts: argparse.Namespace,
     report: core.Report,
-    loadgen: ExchangeLoad,
-) -> tuple[core.LoadResult, core.LoadResult]:
-    floor = core.Server(
-        f"exchange-floor-{variant}/{backend}",
-        "exchange_floor_app:create_app",
-        {"FLOOR_DATABASE_URL": url},
-        opts.tmp / "logs" / f"exchange-floor-{variant}-{backend}.log",
-    )
-    log(f"{backend}: exchange floor ({variant} drivers: {url.split(':')[0]}) on port {floor.port}")
-    with floor:
-        check_exchange(floor, opts.template, opts.pdf, {}, {})
-        runs = iter(range(1, 200))
-        provide = core.run_load(
-            f"{backend} floor-{variant} ITI-65",
-            lambda s: loadgen.provide(floor.url, s, opts.template_file, next(runs), {}),
-            opts.warmup,
-            opts.duration,
-            report,
-            floor,
+) -> dict[str, core.LoadResult]:
+    """Each side's figure pooled over two runs in the order gateway, floors, floors reversed,
+    gateway: measured one after the other minutes apart, the same revision's ITI-65 ratio on
+    PostgreSQL moved from 0.37 to 0.46 between two runs; side by side, the drift moves both."""
+    backend = sides[0].server.name.split("/")[-1]
+    gateway, floors = sides[0], sides[1:]
+    runs: dict[str, list[core.LoadResult]] = {side.label: [] for side in sides}
+    for side in [gateway, *floors, *reversed(floors), gateway]:
+        runs[side.label].append(
+            core.run_load(
+                f"{backend} {side.label} {metric}",
+                lambda s, side=side: measure(side, s),  # type: ignore[misc]
+                opts.warmup,
+                opts.duration,
+                report,
+                side.server,
+            )
         )
-        ids = document_ids(url, opts.max_ids)
-        ids_file = opts.tmp / f"floor-{variant}-binary-ids-{backend}.txt"
-        ids_file.write_text("\n".join(ids) + "\n")
-        log(f"  {backend} floor-{variant} holds {len(ids)} documents (up to {opts.max_ids} used)")
-        retrieve = core.run_load(
-            f"{backend} floor-{variant} ITI-68",
-            lambda s: loadgen.retrieve(floor.url, s, ids_file, {}),
-            opts.warmup,
-            opts.duration,
-            report,
-            floor,
-        )
-    return provide, retrieve
+    return {label: core.pooled(results) for label, results in runs.items()}
 
 
-def gateway_throughput(
-    gateway: core.Server,
-    sender: core.Auth,
-    recipient: core.Auth,
+def start_floors(
+    backend: str,
+    urls: dict[str, str],
+    opts: argparse.Namespace,
+    report: core.Report,
+    running: contextlib.ExitStack,
+) -> list[Side]:
+    """Each floor variant started beside the gateway (idle while the others are measured)."""
+    sides = []
+    for variant, url in urls.items():
+        floor = core.Server(
+            f"exchange-floor-{variant}/{backend}",
+            "exchange_floor_app:create_app",
+            {"FLOOR_DATABASE_URL": url},
+            opts.tmp / "logs" / f"exchange-floor-{variant}-{backend}.log",
+        )
+        log(f"{backend}: exchange floor ({variant} drivers: {url.split(':')[0]}) on {floor.port}")
+        try:
+            running.enter_context(floor)
+            check_exchange(floor, opts.template, opts.pdf, {}, {})
+        except Exception as exc:  # one floor variant failing leaves the other as the bar
+            report.warn(f"{backend} exchange floor ({variant}) failed: {type(exc).__name__}: {exc}")
+            continue
+        sides.append(
+            Side(
+                f"floor-{variant}",
+                floor,
+                dict,
+                dict,
+                lambda url=url: document_ids(url, opts.max_ids),  # type: ignore[misc]
+            )
+        )
+    return sides
+
+
+def measure_throughput(
+    sides: list[Side],
     opts: argparse.Namespace,
     report: core.Report,
     loadgen: ExchangeLoad,
     profiler: core.Profiler,
     details: dict[str, Any],
-) -> tuple[core.LoadResult, core.LoadResult]:
-    """ITI-65 submissions/s, then ITI-68 retrieves/s of what was submitted."""
-    backend = gateway.name.split("/")[-1]
-    check_exchange(gateway, opts.template, opts.pdf, sender.headers(), recipient.headers())
-    runs = iter(range(1, 200))
-    provide = core.run_load(
-        f"{backend} gateway ITI-65",
-        lambda s: loadgen.provide(gateway.url, s, opts.template_file, next(runs), sender.headers()),
-        opts.warmup,
-        opts.duration,
+) -> dict[str, tuple[core.LoadResult, core.LoadResult]]:
+    """ITI-65 submissions/s, then ITI-68 retrieves/s of what each side stored, alternated."""
+    backend = sides[0].server.name.split("/")[-1]
+    provided = alternate(
+        sides,
+        "ITI-65",
+        lambda side, s: loadgen.provide(
+            side.server.url, s, opts.template_file, next(side.runs), side.sender()
+        ),
+        opts,
         report,
-        gateway,
+    )
+    ids_files = {side.label: opts.tmp / f"{side.label}-binary-ids-{backend}.txt" for side in sides}
+    for side in sides:
+        ids = side.stored_ids()
+        log(f"  {backend} {side.label} holds {len(ids)} documents the retrieves pick from")
+        ids_files[side.label].write_text("\n".join(ids) + "\n")
+    retrieved = alternate(
+        sides,
+        "ITI-68",
+        lambda side, s: loadgen.retrieve(
+            side.server.url, s, ids_files[side.label], side.recipient()
+        ),
+        opts,
+        report,
     )
     if profiler.enabled:
+        gateway = sides[0]
         out = core.RESULTS_DIR / f"profile-exchange-{backend}-iti65.txt"
-        with profiler.record(gateway.pid, opts.duration, out):
+        with profiler.record(gateway.server.pid, opts.duration, out):
             loadgen.provide(
-                gateway.url, opts.duration, opts.template_file, next(runs), sender.headers()
+                gateway.server.url,
+                opts.duration,
+                opts.template_file,
+                next(gateway.runs),
+                gateway.sender(),
             )
         details["profile_iti65"] = core.summarise_profile(out)
-    ids = gateway_binary_ids(gateway, recipient, opts.max_ids)
-    log(f"  {backend} gateway: recipient {RECIPIENT} sees {len(ids)} documents (ids used)")
-    ids_file = opts.tmp / f"gateway-binary-ids-{backend}.txt"
-    ids_file.write_text("\n".join(ids) + "\n")
-    retrieve = core.run_load(
-        f"{backend} gateway ITI-68",
-        lambda s: loadgen.retrieve(gateway.url, s, ids_file, recipient.headers()),
-        opts.warmup,
-        opts.duration,
-        report,
-        gateway,
-    )
-    if profiler.enabled:
         out = core.RESULTS_DIR / f"profile-exchange-{backend}-iti68.txt"
-        with profiler.record(gateway.pid, opts.duration, out):
-            loadgen.retrieve(gateway.url, opts.duration, ids_file, recipient.headers())
+        with profiler.record(gateway.server.pid, opts.duration, out):
+            loadgen.retrieve(
+                gateway.server.url, opts.duration, ids_files[gateway.label], gateway.recipient()
+            )
         details["profile_iti68"] = core.summarise_profile(out)
-    return provide, retrieve
+    return {label: (provided[label], retrieved[label]) for label in provided}
 
 
 def add_rows(
@@ -633,23 +679,28 @@ def bench_backend(
     sender = core.Auth(gateway, core.ROOT, data_dir, store.gateway_url, SENDER)
     recipient = core.Auth(gateway, core.ROOT, data_dir, store.gateway_url, RECIPIENT)
     log(f"{backend}: gateway on port {gateway.port}")
-    with gateway:
+    with contextlib.ExitStack() as running:
+        running.enter_context(gateway)
         sender.enable()  # zorgbrug demo: the demo hospitals, their clients and keys
         recipient.required = True
-        if not opts.memory_only:
-            mine = gateway_throughput(
-                gateway, sender, recipient, opts, report, loadgen, profiler, details
-            )
-
-    if not opts.memory_only:
-        floors: dict[str, tuple[core.LoadResult, core.LoadResult]] = {}
-        for variant, url in store.floor_urls.items():
-            try:
-                floors[variant] = bench_floor(backend, variant, url, opts, report, loadgen)
-            except Exception as exc:  # one floor variant failing leaves the other as the bar
-                report.warn(
-                    f"{backend} exchange floor ({variant}) failed: {type(exc).__name__}: {exc}"
+        if opts.memory_only:
+            results = {}
+        else:
+            check_exchange(gateway, opts.template, opts.pdf, sender.headers(), recipient.headers())
+            sides = [
+                Side(
+                    "gateway",
+                    gateway,
+                    sender.headers,
+                    recipient.headers,
+                    lambda: gateway_binary_ids(gateway, recipient, opts.max_ids),
                 )
+            ]
+            sides += start_floors(backend, store.floor_urls, opts, report, running)
+            results = measure_throughput(sides, opts, report, loadgen, profiler, details)
+    if results:
+        mine = results.pop("gateway")
+        floors = {label.removeprefix("floor-"): pair for label, pair in results.items()}
         details["gateway"] = {"iti65": asdict(mine[0]), "iti68": asdict(mine[1])}
         details["floors"] = {
             v: {"iti65": asdict(p), "iti68": asdict(r)} for v, (p, r) in floors.items()
