@@ -249,16 +249,19 @@ class ContentVault:
 
     def describe(self, conn: Connection, blob_id: str) -> BlobInfo | None:
         row = _blob_row(conn, blob_id)
-        if row is None:
+        return _info_of(row) if row is not None else None
+
+    def fetch(self, conn: Connection, blob_id: str) -> tuple[BlobInfo, bytes | None] | None:
+        """A blob described and, when it is one chunk and not deprecated, its plaintext after
+        every check (None: read it with ``read`` or ``chunks``): one statement, where
+        ``describe`` and ``read`` take three."""
+        found = _BLOB_WITH_ONLY_CHUNK.first(conn, blob_id)
+        if found is None:
             return None
-        return BlobInfo(
-            row.blob_id,
-            row.size,
-            row.sha256,
-            row.sha1,
-            row.owner_org,
-            row.deprecated_us is not None,
-        )
+        row, sealed = _BlobRow(*found[:-1]), found[-1]
+        if sealed is None:
+            return _info_of(row), None
+        return _info_of(row), b"".join(self._opened(row, [(0, sealed)], 0, whole=True))
 
     def deprecate(self, conn: Connection, blob_ids: Iterable[str]) -> None:
         """Mark content whose document was superseded (ITI-68 answers 410 for it)."""
@@ -279,18 +282,25 @@ class ContentVault:
         row = _blob_row(conn, blob_id)
         if row is None:
             raise IntegrityFailure(f"stored content {blob_id} is missing; it cannot be served")
-        data_key = self._data_key(row)
-        last = row.chunks - 1
         wanted = max(0, row.chunks - first if count is None else min(count, row.chunks - first))
         # More chunks than one fetch holds come through a server-side cursor on PostgreSQL
         # (psycopg would otherwise fetch them all at once); fewer in one round trip.
-        whole = first == 0 and count is None
-        sha256, sha1, size, expected = hashlib.sha256(), _sha1(), 0, first
         if wanted > _CHUNKS_PER_FETCH:
             values = {"blob_id": blob_id, "first": first, "wanted": wanted}
             found: Iterable[Any] = conn.execute(_CHUNKS_STREAMED, values)
         else:
             found = _FEW_CHUNKS.all(conn, blob_id, first, wanted)
+        yield from self._opened(row, found, first, whole=first == 0 and count is None)
+
+    def _opened(
+        self, row: _BlobRow, found: Iterable[Any], first: int, *, whole: bool
+    ) -> Iterator[bytes]:
+        """The plaintext of sealed chunks ``found`` (seq, data) from ``first`` on; ``whole``:
+        they are all of the blob, whose size and hashes are then checked at the end."""
+        blob_id = row.blob_id
+        data_key = self._data_key(row)
+        last = row.chunks - 1
+        sha256, sha1, size, expected = hashlib.sha256(), _sha1(), 0, first
         for seq, sealed in found:
             if seq != expected:
                 raise IntegrityFailure(f"stored content {blob_id} lost chunk {expected}")
@@ -407,6 +417,12 @@ def _blob_row(conn: Connection, blob_id: str) -> _BlobRow | None:
     return _BlobRow(*row) if row is not None else None
 
 
+def _info_of(row: _BlobRow) -> BlobInfo:
+    return BlobInfo(
+        row.blob_id, row.size, row.sha256, row.sha1, row.owner_org, row.deprecated_us is not None
+    )
+
+
 # Every pushed document and every retrieve runs these: on the driver's cursor (see
 # gateway.store.driver_sql).
 _INSERT_BLOB = insert_into(
@@ -431,6 +447,13 @@ _INSERT_BLOB_WITH_CHUNK = DriverQuery(
     "INSERT INTO blob_chunks (blob_id, seq, data) VALUES (?, 0, ?)"
 )
 _BLOB = DriverQuery(f"SELECT {', '.join(_BlobRow._fields)} FROM blobs WHERE blob_id = ?")  # noqa: S608
+# A blob and its chunk when it has only one and is not deprecated (served, then, whole).
+_BLOB_WITH_ONLY_CHUNK = DriverQuery(
+    f"SELECT {', '.join('b.' + name for name in _BlobRow._fields)}, c.data FROM blobs AS b "  # noqa: S608
+    "LEFT JOIN blob_chunks AS c ON b.chunks = 1 AND b.deprecated_us IS NULL "
+    "AND c.blob_id = b.blob_id AND c.seq = 0 WHERE b.blob_id = ?",
+    binary=True,
+)
 _CHUNKS_SQL = (
     "SELECT seq, data FROM blob_chunks WHERE blob_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
 )

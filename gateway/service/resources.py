@@ -896,14 +896,13 @@ class ResourceService:
             resource = orjson.loads(stored.content or b"{}")
             content_type = str(resource.get("contentType") or "application/octet-stream")
             blob_id = blob_id_of(resource.get("data"))
-            info = self.vault.describe(conn, blob_id) if blob_id else None
-            if info is None:
+            fetched = self.vault.fetch(conn, blob_id) if blob_id else None
+            if fetched is None:
                 return RetrievedContent(content_type, None, b"")
+            info, plaintext = fetched
             if info.deprecated:
                 raise Gone(f"Binary/{binary_id} belongs to a superseded (deprecated) document")
-            if info.size <= CHUNK_BYTES:
-                return RetrievedContent(content_type, info, self.vault.read(conn, info.blob_id))
-            return RetrievedContent(content_type, info, None)  # read by _large_content
+            return RetrievedContent(content_type, info, plaintext)  # None: _large_content reads
 
         interaction = Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
         return await self.in_keyed_lookup(
