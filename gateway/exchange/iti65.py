@@ -16,7 +16,6 @@ Any failure raises an ``MhdError`` with the XDS error code, and nothing is store
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import hashlib
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pybase64
 from sqlalchemy.engine import Connection
 
 from gateway.audit.scope import Decision, Interaction, scope_of
@@ -802,7 +802,7 @@ def _content_sha256(binary: TransactionEntry) -> str:
 def _decoded(binary: TransactionEntry) -> bytes:
     text = str((binary.resource or {}).get("data", ""))
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return pybase64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise MhdError(
             "XDSMissingDocument", f"Bundle.entry[{binary.position}]: Binary.data is not base64"
