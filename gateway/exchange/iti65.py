@@ -558,6 +558,7 @@ class DocumentRecipient:
             ctx,
             [("DocumentReference", master) for _entry, master in documents]
             + [("List", identifier) for identifier in set_identifiers],
+            exclusive=True,
         )
         for (entry, master), found in zip(documents, known[: len(documents)], strict=True):
             if found is None:

@@ -66,7 +66,7 @@ from gateway.policy.basis import BasisFinder
 from gateway.policy.explain import AccessLine, access_overview
 from gateway.policy.information import READ_PURPOSE, OwnResolver, PolicyInformation
 from gateway.settings import Settings
-from gateway.store import repository
+from gateway.store import locks, repository
 from gateway.store.database import Database, Planning
 from gateway.store.driver_sql import rows_of
 from gateway.store.keys import new_key
@@ -777,12 +777,24 @@ class ResourceService:
         return found[0] if found else None
 
     def find_own_each(
-        self, conn: Connection, ctx: RequestContext, wanted: Sequence[tuple[str, dict[str, Any]]]
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        wanted: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        exclusive: bool = False,
     ) -> list[StoredVersion | None]:
         """``find_own`` of several (resource type, identifier) pairs, those that name their
-        system in one statement."""
-        keys = [_identifier_key(res_type, identifier) for res_type, identifier in wanted]
+        system in one statement. ``exclusive``: first wait for any other transaction that
+        asked for one of them so, and keep them until this one ends, so that what it stores
+        under them is found (two pushes of one document at once: on PostgreSQL both looked
+        before either had committed, and each stored a copy)."""
         owner = ctx.actor.organization
+        if exclusive:
+            tokens = [(res_type, _token_of(identifier)) for res_type, identifier in wanted]
+            names = [f"own:{owner}:{t}:{token[0]}|{token[1]}" for t, token in tokens if token]
+            locks.hold(conn, *names)
+        keys = [_identifier_key(res_type, identifier) for res_type, identifier in wanted]
         found = (
             repository.find_each_by_token(conn, [k for k in keys if k is not None], owner)
             if owner is not None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+from gateway.store.driver_sql import DriverQuery
+
+# One round trip for any number of locks, taken one after the other in the array's order.
+_LOCK_EACH = DriverQuery("SELECT count(pg_advisory_xact_lock(key)) FROM unnest(?::bigint[]) AS key")
 
 
 def lock_key(name: str) -> int:
@@ -24,8 +26,8 @@ def lock_key(name: str) -> int:
 
 
 def hold(conn: Connection, *names: str) -> None:
-    """Take the locks called ``names`` (sorted, so two holders never wait on each other)."""
-    if conn.dialect.name != "postgresql":
+    """Take the locks called ``names`` (in the order of their keys, so two holders never wait
+    on each other)."""
+    if conn.dialect.name != "postgresql" or not names:
         return
-    for name in sorted(set(names)):
-        conn.execute(_LOCK, {"key": lock_key(name)})
+    _LOCK_EACH.first(conn, sorted({lock_key(name) for name in names}))

@@ -508,3 +508,46 @@ def test_concurrent_pushes_about_one_patient_all_succeed(server, network):
         assert found["total"] == 16
         patients = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{bsn}"}).json()
         assert patients["total"] == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_the_same_submission_sent_many_times_at_once_is_stored_once(server, network, round_):
+    """Twelve identical pushes at the same moment (a sender's retries racing each other): each
+    answers 200, and one SubmissionSet, one document and one notification are stored. On
+    PostgreSQL each push once looked for the document before any of them had committed it,
+    and stored its own copy."""
+    with server.client(network.sender) as fhir:  # the patient is known: nothing else waits
+        assert fhir.post("", json=pushed(network, content=b"eerder", content_type="text/plain"))
+    submission_id = f"urn:uuid:{uuid.uuid4()}"
+    bundle = pushed(
+        network,
+        content=f"brief {round_}, twaalf keer tegelijk verstuurd".encode(),
+        content_type="text/plain",
+        unique_id=f"urn:uuid:{uuid.uuid4()}",
+        submission_id=submission_id,
+    )
+    unique_id = bundle["entry"][1]["resource"]["masterIdentifier"]["value"]
+    barrier = threading.Barrier(12)
+
+    def push(_n: int) -> tuple[int, list[str]]:
+        with server.client(network.sender) as fhir:
+            fhir.get("/metadata")  # the token first, so that the pushes start together
+            barrier.wait(timeout=30)
+            answer = fhir.post("", json=bundle)
+            entries = answer.json().get("entry") or []
+            return answer.status_code, [e["response"]["location"] for e in entries]
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(push, range(12)))
+    assert [status for status, _locations in answers] == [200] * 12
+    stored = {tuple(x.split("/_history")[0] for x in locations) for _s, locations in answers}
+    assert len(stored) == 1, stored
+    submission_set = next(iter(stored))[0]
+    with server.client(network.sender) as fhir:
+        assert find_by_unique_id(fhir, unique_id)["total"] == 1
+        sets = fhir.get("/List", params={"identifier": submission_id, "_summary": "count"})
+        assert sets.json()["total"] == 1
+        notifications = fhir.get("/Task", params={"focus": submission_set}).json()
+        assert notifications["total"] == 1
+    with server.client(network.recipient) as fhir:
+        assert find_by_unique_id(fhir, unique_id)["total"] == 1
