@@ -507,6 +507,10 @@ class DocumentRecipient:
                 entry.result = service.read_in(conn, ctx, "Patient", entry.res_id or "")
                 entry.done = True
             else:
+                if entry.method == "POST" and submission.bsn and not entry.if_none_exist:
+                    # Conditional on the BSN, so that pushes about a new patient at the same
+                    # moment create one record (on PostgreSQL ten created up to eight).
+                    entry.if_none_exist = f"identifier={BSN}|{submission.bsn}"
                 # Run the Patient entry first so every later entry can point at it.
                 self.bundles.run_transaction(conn, ctx, [entry])
                 entry.done = True

@@ -475,6 +475,42 @@ def test_comprehensive_metadata_names_the_missing_element(server, network):
     assert accepted.status_code == 200, accepted.text
 
 
+def test_pushes_about_a_new_patient_at_once_create_one_patient_record(server, network):
+    """Ten pushes at once about a patient the sender never had, each bundle carrying the
+    Patient as a plain create (no ifNoneExist): the BSN matches them to one record. On
+    PostgreSQL each once created its own."""
+    bsn = next(valid_bsns(999_940_000))
+    barrier = threading.Barrier(10)
+
+    def push(n: int) -> int:
+        bundle = provide_document_bundle(
+            content=f"brief {n}".encode(),
+            content_type="text/plain",
+            bsn=bsn,
+            sender=network.sender.ura,
+            recipients=[network.recipient.ura],
+        )
+        patient_entry = next(
+            e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+        )
+        del patient_entry["request"]["ifNoneExist"]
+        with server.client(network.sender) as fhir:
+            fhir.get("/metadata")  # the token first, so that the pushes start together
+            barrier.wait(timeout=30)
+            return fhir.post("", json=bundle).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        assert list(pool.map(push, range(10))) == [200] * 10
+    with server.client(network.sender) as fhir:
+        patients = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{bsn}"}).json()
+        assert patients["total"] == 1
+        documents = fhir.get(
+            "/DocumentReference",
+            params={"patient.identifier": f"{BSN_SYSTEM}|{bsn}", "_summary": "count"},
+        ).json()
+        assert documents["total"] == 10
+
+
 def test_concurrent_pushes_about_one_patient_all_succeed(server, network):
     """Sixteen pushes at once about a patient the sender has but never sent before: each is
     stored and the recipient sees every document. On PostgreSQL two of them once shared the
