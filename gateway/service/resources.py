@@ -785,10 +785,11 @@ class ResourceService:
         exclusive: bool = False,
     ) -> list[StoredVersion | None]:
         """``find_own`` of several (resource type, identifier) pairs, those that name their
-        system in one statement. ``exclusive``: first wait for any other transaction that
-        asked for one of them so, and keep them until this one ends, so that what it stores
-        under them is found (two pushes of one document at once: on PostgreSQL both looked
-        before either had committed, and each stored a copy)."""
+        system in one statement. ``exclusive``: hold each identifier first (an advisory lock
+        on PostgreSQL, to the end of the transaction), so that a transaction storing one of
+        them at the same moment is waited for and what it stored is found (two pushes of one
+        document at once: on PostgreSQL both looked before either had committed, and each
+        stored a copy)."""
         owner = ctx.actor.organization
         if exclusive:
             tokens = [(res_type, _token_of(identifier)) for res_type, identifier in wanted]
