@@ -56,6 +56,31 @@ def pushed(network, **fields):
     )
 
 
+def pushed_at_once(server, hospital, bundles):
+    """Each bundle pushed by ``hospital`` at the same moment, a thread each; the answers."""
+    barrier = threading.Barrier(len(bundles))
+
+    def push(bundle):
+        with server.client(hospital) as fhir:
+            fhir.get("/metadata")  # the token first, so that the pushes start together
+            barrier.wait(timeout=30)
+            return fhir.post("", json=bundle)
+
+    with ThreadPoolExecutor(len(bundles)) as pool:
+        return list(pool.map(push, bundles))
+
+
+def letter_about(network, bsn, n):
+    """A short letter ``n`` from the network's sender to its recipient about ``bsn``."""
+    return provide_document_bundle(
+        content=f"brief {n}".encode(),
+        content_type="text/plain",
+        bsn=bsn,
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+    )
+
+
 def test_every_sample_document_is_one_of_the_ones_pushed():
     assert len(DOCUMENTS) == 14, [p.name for p in DOCUMENTS]
 
@@ -480,27 +505,12 @@ def test_pushes_about_a_new_patient_at_once_create_one_patient_record(server, ne
     Patient as a plain create (no ifNoneExist): the BSN matches them to one record. On
     PostgreSQL each once created its own."""
     bsn = next(valid_bsns(999_940_000))
-    barrier = threading.Barrier(10)
-
-    def push(n: int) -> int:
-        bundle = provide_document_bundle(
-            content=f"brief {n}".encode(),
-            content_type="text/plain",
-            bsn=bsn,
-            sender=network.sender.ura,
-            recipients=[network.recipient.ura],
-        )
-        patient_entry = next(
-            e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-        )
-        del patient_entry["request"]["ifNoneExist"]
-        with server.client(network.sender) as fhir:
-            fhir.get("/metadata")  # the token first, so that the pushes start together
-            barrier.wait(timeout=30)
-            return fhir.post("", json=bundle).status_code
-
-    with ThreadPoolExecutor(10) as pool:
-        assert list(pool.map(push, range(10))) == [200] * 10
+    bundles = [letter_about(network, bsn, n) for n in range(10)]
+    for bundle in bundles:
+        patient = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+        del patient["request"]["ifNoneExist"]
+    answers = pushed_at_once(server, network.sender, bundles)
+    assert [answer.status_code for answer in answers] == [200] * 10
     with server.client(network.sender) as fhir:
         patients = fhir.get("/Patient", params={"identifier": f"{BSN_SYSTEM}|{bsn}"}).json()
         assert patients["total"] == 1
@@ -519,23 +529,10 @@ def test_concurrent_pushes_about_one_patient_all_succeed(server, network):
     with server.client(network.sender) as fhir:
         patient = {"resourceType": "Patient", "identifier": [{"system": BSN_SYSTEM, "value": bsn}]}
         assert fhir.post("/Patient", json=patient).status_code == 201
-    barrier = threading.Barrier(16)
-
-    def push(n: int) -> int:
-        bundle = provide_document_bundle(
-            content=f"brief {n}".encode(),
-            content_type="text/plain",
-            bsn=bsn,
-            sender=network.sender.ura,
-            recipients=[network.recipient.ura],
-        )
-        with server.client(network.sender) as fhir:
-            fhir.get("/metadata")  # the token first, so that the pushes start together
-            barrier.wait(timeout=30)
-            return fhir.post("", json=bundle).status_code
-
-    with ThreadPoolExecutor(16) as pool:
-        assert list(pool.map(push, range(16))) == [200] * 16
+    answers = pushed_at_once(
+        server, network.sender, [letter_about(network, bsn, n) for n in range(16)]
+    )
+    assert [answer.status_code for answer in answers] == [200] * 16
     with server.client(network.recipient) as fhir:
         found = fhir.get(
             "/DocumentReference",
@@ -553,7 +550,8 @@ def test_the_same_submission_sent_many_times_at_once_is_stored_once(server, netw
     PostgreSQL each push once looked for the document before any of them had committed it,
     and stored its own copy."""
     with server.client(network.sender) as fhir:  # the patient is known: nothing else waits
-        assert fhir.post("", json=pushed(network, content=b"eerder", content_type="text/plain"))
+        earlier = fhir.post("", json=pushed(network, content=b"eerder", content_type="text/plain"))
+        assert earlier.status_code == 200
     submission_id = f"urn:uuid:{uuid.uuid4()}"
     bundle = pushed(
         network,
@@ -563,20 +561,12 @@ def test_the_same_submission_sent_many_times_at_once_is_stored_once(server, netw
         submission_id=submission_id,
     )
     unique_id = bundle["entry"][1]["resource"]["masterIdentifier"]["value"]
-    barrier = threading.Barrier(12)
-
-    def push(_n: int) -> tuple[int, list[str]]:
-        with server.client(network.sender) as fhir:
-            fhir.get("/metadata")  # the token first, so that the pushes start together
-            barrier.wait(timeout=30)
-            answer = fhir.post("", json=bundle)
-            entries = answer.json().get("entry") or []
-            return answer.status_code, [e["response"]["location"] for e in entries]
-
-    with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(push, range(12)))
-    assert [status for status, _locations in answers] == [200] * 12
-    stored = {tuple(x.split("/_history")[0] for x in locations) for _s, locations in answers}
+    answers = pushed_at_once(server, network.sender, [bundle] * 12)
+    assert [answer.status_code for answer in answers] == [200] * 12
+    stored = {
+        tuple(e["response"]["location"].split("/_history")[0] for e in answer.json()["entry"])
+        for answer in answers
+    }
     assert len(stored) == 1, stored
     submission_set = next(iter(stored))[0]
     with server.client(network.sender) as fhir:
