@@ -123,8 +123,9 @@ class BundleProcessor:
                             matched.add(entry.position)
                     entry.res_id = entry.res_id or new_key()
                 elif entry.method == "PUT" and entry.query is not None:
-                    found = service.conditional_match(conn, ctx, entry.res_type, entry.query)
-                    entry.res_id = found.res_id if found else new_key()
+                    new_id = new_key()
+                    found = service.match_or_claim(conn, ctx, entry.res_type, entry.query, new_id)
+                    entry.res_id = found.res_id if found else new_id
                     if entry.resource is not None:
                         entry.resource["id"] = entry.res_id
                 if (

@@ -640,17 +640,9 @@ class ResourceService:
         unreferenced = res_id is None
         res_id = res_id or new_key()
         if if_none_exist is not None:
-            existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
+            existing = self.match_or_claim(conn, ctx, res_type, if_none_exist, res_id)
             if existing is not None:
                 return self.shown(conn, 200, existing)
-            key = _condition_key(ctx.actor.organization, if_none_exist)
-            while (holder := repository.claim_condition(conn, res_type, key, res_id)) is not None:
-                # Claimed by someone else: use their resource unless it no longer matches.
-                existing = self.conditional_match(conn, ctx, res_type, if_none_exist)
-                if existing is not None:
-                    return self.shown(conn, 200, existing)
-                if repository.move_claim(conn, res_type, key, holder, res_id):
-                    break
         return self._insert(
             conn,
             ctx,
@@ -662,6 +654,25 @@ class ResourceService:
             unreferenced=unreferenced,
             consent=consent,
         )
+
+    def match_or_claim(
+        self, conn: Connection, ctx: RequestContext, res_type: str, condition: str, res_id: str
+    ) -> StoredVersion | None:
+        """The actor's own resource matching a conditional URL's query, or None once
+        ``res_id`` holds the condition's claim until the transaction ends: a request with the
+        same condition at the same moment waits for it, then finds what it stored. A
+        conditional create or update that matched nothing created one resource per request
+        before (ten conditional updates at once on PostgreSQL)."""
+        existing = self.conditional_match(conn, ctx, res_type, condition)
+        if existing is not None:
+            return existing
+        key = _condition_key(ctx.actor.organization, condition)
+        while (holder := repository.claim_condition(conn, res_type, key, res_id)) is not None:
+            # Claimed by someone else: use their resource unless it no longer matches.
+            existing = self.conditional_match(conn, ctx, res_type, condition)
+            if existing is not None or repository.move_claim(conn, res_type, key, holder, res_id):
+                return existing
+        return None
 
     def conditional_match(
         self,
@@ -1217,16 +1228,15 @@ class ResourceService:
         await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
 
         def work(conn: Connection) -> ResourceResult:
-            found = self.conditional_match(conn, ctx, res_type, condition)
             body_id = resource.get("id")
-            if found is None:
-                res_id = body_id or new_key()
-            elif body_id not in (None, found.res_id):
-                raise BadRequest(
-                    f"Body id '{body_id}' differs from the matched {found.res_id}",
-                    expression=["id"],
-                )
-            else:
+            res_id = body_id or new_key()
+            found = self.match_or_claim(conn, ctx, res_type, condition, res_id)
+            if found is not None:
+                if body_id not in (None, found.res_id):
+                    raise BadRequest(
+                        f"Body id '{body_id}' differs from the matched {found.res_id}",
+                        expression=["id"],
+                    )
                 res_id = found.res_id
             resource["id"] = res_id
             return self.update_in(conn, ctx, res_type, res_id, resource)

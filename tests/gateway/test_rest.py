@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import uuid
 
 from harness import load_example, unique
@@ -131,6 +132,55 @@ def test_conditional_create_is_race_free_under_20_concurrent_requests(server):
     assert len({r.json()["id"] for r in responses}) == 1
     with server.client() as client:
         found = client.get("/Patient", params={"identifier": f"{BSN}|{bsn}"}).json()
+    assert found["total"] == 1
+
+
+def concurrently(count, send):
+    """``send(n)`` for n in range(count), each on its own thread, started together."""
+    barrier = threading.Barrier(count)
+
+    def at_once(n):
+        barrier.wait(timeout=30)
+        return send(n)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(at_once, range(count)))
+
+
+def test_conditional_update_is_race_free_under_10_concurrent_requests(server):
+    """A conditional update that matches nothing creates (an EHR export sending one patient
+    twice at once): ten at once store one. On PostgreSQL each once created its own."""
+    bsn = unique()
+    body = patient(identifier=[{"system": BSN, "value": bsn}])
+    with server.client() as client:
+        client.get("/metadata")
+        responses = concurrently(
+            10, lambda _n: client.put("/Patient", params={"identifier": f"{BSN}|{bsn}"}, json=body)
+        )
+        found = client.get("/Patient", params={"identifier": f"{BSN}|{bsn}"}).json()
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert found["total"] == 1
+
+
+def test_conditional_updates_in_transactions_are_race_free(server):
+    """The same, as the conditional PUT entry of ten transaction Bundles sent at once."""
+    bsn = unique()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": patient(identifier=[{"system": BSN, "value": bsn}]),
+                "request": {"method": "PUT", "url": f"Patient?identifier={BSN}|{bsn}"},
+            }
+        ],
+    }
+    with server.client() as client:
+        client.get("/metadata")
+        responses = concurrently(10, lambda _n: client.post("", json=bundle))
+        found = client.get("/Patient", params={"identifier": f"{BSN}|{bsn}"}).json()
+    assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
     assert found["total"] == 1
 
 
