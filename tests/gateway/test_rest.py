@@ -149,7 +149,8 @@ def concurrently(count, send):
 
 def test_conditional_update_is_race_free_under_10_concurrent_requests(server):
     """A conditional update that matches nothing creates (an EHR export sending one patient
-    twice at once): ten at once store one. On PostgreSQL each once created its own."""
+    twice at once): ten at once store one. On PostgreSQL eight of them once created their
+    own, and the last two answered 412 as the condition then matched several."""
     bsn = unique()
     body = patient(identifier=[{"system": BSN, "value": bsn}])
     with server.client() as client:
