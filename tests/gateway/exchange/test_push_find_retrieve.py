@@ -49,10 +49,10 @@ def find_by_unique_id(fhir, unique_id):
     ).json()
 
 
-def pushed(network, **fields):
-    """A Provide Document Bundle from the network's sender to its recipient, about 999911120."""
+def pushed(network, bsn="999911120", **fields):
+    """A Provide Document Bundle from the network's sender to its recipient about ``bsn``."""
     return provide_document_bundle(
-        bsn="999911120", sender=network.sender.ura, recipients=[network.recipient.ura], **fields
+        bsn=bsn, sender=network.sender.ura, recipients=[network.recipient.ura], **fields
     )
 
 
@@ -72,13 +72,7 @@ def pushed_at_once(server, hospital, bundles):
 
 def letter_about(network, bsn, n):
     """A short letter ``n`` from the network's sender to its recipient about ``bsn``."""
-    return provide_document_bundle(
-        content=f"brief {n}".encode(),
-        content_type="text/plain",
-        bsn=bsn,
-        sender=network.sender.ura,
-        recipients=[network.recipient.ura],
-    )
+    return pushed(network, bsn, content=f"brief {n}".encode(), content_type="text/plain")
 
 
 def test_every_sample_document_is_one_of_the_ones_pushed():
