@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -275,6 +276,7 @@ class PolicyInformation:
     def __init__(self, policy: NetworkPolicy) -> None:
         self.policy = policy
         self._network: tuple[tuple[tuple[int, int], ...], Network] | None = None
+        self._consents = ParsedConsents()
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -291,7 +293,8 @@ class PolicyInformation:
         """The consents of several patients, read in one statement."""
         if not patient_keys:
             return {}
-        return _parsed_consents(conn, rows_of(conn, _CONSENTS_OF, {"keys": list(patient_keys)}))
+        rows = rows_of(conn, _CONSENTS_OF, {"keys": list(patient_keys)})
+        return self._consents.of_rows(conn, rows)
 
     @staticmethod
     def addressed(conn: Connection, organization: str, rids: Sequence[int]) -> set[int]:
@@ -319,7 +322,7 @@ class PolicyInformation:
                 consents.append((patient_key, content))
         network = self._network_at(conn, tuple(versions))
         agreements = network.agreements
-        facts = self._facts(patient_keys, _parsed_consents(conn, consents), agreements, {})
+        facts = self._facts(patient_keys, self._consents.of_rows(conn, consents), agreements, {})
         return CallFacts(frozenset(addressed), network.directory, agreements, facts)
 
     def agreements(self, conn: Connection) -> tuple[Agreement, ...]:
@@ -587,13 +590,51 @@ class PolicyInformation:
         return from_us(end) if end is not None else None
 
 
-def _parsed_consents(conn: Connection, rows: Any) -> dict[str, list[PatientConsent]]:
-    """The consents of ``(patient_key, content)`` rows, per patient."""
-    found: dict[str, list[PatientConsent]] = {}
-    resolver = StoreResolver(conn)
-    for key, content in rows:
-        found.setdefault(key, []).append(parse_consent(orjson.loads(content), resolver=resolver))
-    return found
+class _NotingResolver(StoreResolver):
+    """A StoreResolver that notes whether it was asked anything."""
+
+    asked = False
+
+    def organization_ura(self, reference: str) -> str | None:
+        self.asked = True
+        return super().organization_ura(reference)
+
+    def patient_key(self, reference: str) -> str | None:
+        self.asked = True
+        return super().patient_key(reference)
+
+
+class ParsedConsents:
+    """Consents parsed from their stored JSON, kept by that JSON: the audit basis of every
+    foreign read parses its patient's consents, which cost a third of the basis
+    (bench/bench_consent_search.py, "other, opened"). The JSON is read on every call, so a
+    revised or revoked consent is never judged from a stale parse. A parse that resolved a
+    literal reference depends on other resources too and is not kept."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._parsed: dict[bytes, PatientConsent] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def of_rows(self, conn: Connection, rows: Any) -> dict[str, list[PatientConsent]]:
+        """The consents of ``(patient_key, content)`` rows, per patient."""
+        found: dict[str, list[PatientConsent]] = {}
+        for key, content in rows:
+            found.setdefault(key, []).append(self.parse(conn, bytes(content)))
+        return found
+
+    def parse(self, conn: Connection, content: bytes) -> PatientConsent:
+        known = self._parsed.get(content)
+        if known is not None:
+            return known
+        resolver = _NotingResolver(conn)
+        parsed = parse_consent(orjson.loads(content), resolver=resolver)
+        if not resolver.asked:
+            with self._lock:
+                if len(self._parsed) >= self._limit:
+                    del self._parsed[next(iter(self._parsed))]  # the oldest kept
+                self._parsed[content] = parsed
+        return parsed
 
 
 def _current(conn: Connection, reference: str, owner: str | None = None) -> dict[str, Any] | None:
