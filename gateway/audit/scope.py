@@ -81,6 +81,8 @@ class AuditScope:
     touches: list[Touch] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     named_patient: str | None = None  # the BSN a query was about, when it named one
+    # Resources the call's visibility checks found addressed to the agent's organisation.
+    addressed_rids: set[int] = field(default_factory=set)
 
     # -- noting -----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ the patient's consent, or an emergency. The facts are read once per patient per 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
@@ -39,6 +39,7 @@ class BasisFinder:
         *,
         addressed: bool = True,
         touches: Sequence[Touch] = (),
+        known_addressed: Set[int] = frozenset(),
     ):
         self.policy = policy
         self.agent = agent
@@ -51,8 +52,9 @@ class BasisFinder:
         self._facts: dict[str, PolicyFacts] = {}
         self._prefetched = False
         self._emergencies_read = False
-        self._asked: set[int] = set()  # rids whose addressing is known
-        self._shared: set[int] = set()  # of those, the ones addressed to the organisation
+        # rids whose addressing is known, and of those the ones addressed to the organisation
+        self._asked: set[int] = set(known_addressed)
+        self._shared: set[int] = set(known_addressed)
 
     def _prefetch(self, conn: Connection, organization: str) -> None:
         """At the first question: what every foreign read of the call needs, at once."""
@@ -98,7 +100,8 @@ class BasisFinder:
 
     def __call__(self, conn: Connection, touch: Touch) -> Basis:
         organization = self.agent.organization or ""
-        if not self._prefetched:
+        # What is known addressed needs none of the facts the first question reads.
+        if not self._prefetched and not (self.addressed and touch.rid in self._shared):
             self._prefetch(conn, organization)
         if self._referred(conn, organization, touch.rid):
             return Basis(

@@ -289,7 +289,10 @@ class ResourceService:
         check = visible_rid(
             organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
         )
-        return repository.rid_passes(conn, stored.rid, check)
+        visible, addressed = repository.rid_passes(conn, stored.rid, check)
+        if addressed and (scope := scope_of(conn)) is not None:
+            scope.addressed_rids.add(stored.rid)
+        return visible
 
     def _version_visible(
         self, conn: Connection, ctx: RequestContext, stored: StoredVersion
@@ -490,7 +493,11 @@ class ResourceService:
 
     def _basis_finder(self, scope: AuditScope) -> BasisFinder:
         return BasisFinder(
-            self.policy, scope.agent, addressed=scope.addressed, touches=scope.touches
+            self.policy,
+            scope.agent,
+            addressed=scope.addressed,
+            touches=scope.touches,
+            known_addressed=scope.addressed_rids,
         )
 
     @asynccontextmanager

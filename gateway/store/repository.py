@@ -712,10 +712,12 @@ def patient_key_of(conn: Connection, rid: int) -> str | None:
     ).scalar_one_or_none()
 
 
-def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) -> bool:
-    """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid)."""
+def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) -> tuple[bool, bool]:
+    """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid), and
+    whether it does because it was addressed to the organisation."""
     statement, values = check
-    return bool(rows_of(conn, statement, {**values, "rid": rid}))
+    found = rows_of(conn, statement, {**values, "rid": rid})
+    return bool(found), bool(found and found[0][1])
 
 
 def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, Touch]:

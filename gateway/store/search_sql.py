@@ -609,8 +609,9 @@ def visible_rid(
     organization: str, public_owner: str, scope: ConsentScope, *, addressed: bool
 ) -> tuple[Select[Any], dict[str, Any]]:
     """``organization_visible`` for one resource (by ``rid``): the statement, built once per
-    shape with every value a parameter, and those values. Building the expression costs more
-    than running it (bench/bench_exchange.py, ITI-68)."""
+    shape with every value a parameter, and those values; it answers a row, saying whether the
+    resource was addressed to the organisation, when the resource is visible. Building the
+    expression costs more than running it (bench/bench_exchange.py, ITI-68)."""
     return _visible_rid_statement(addressed, scope.opt_out), _values(
         organization, public_owner, scope
     )
@@ -661,7 +662,18 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
 
 @functools.cache
 def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
-    return select(resources.c.rid).where(
+    # The second column: whether it was addressed to the organisation, the basis the audit
+    # would otherwise look up once more (a retrieve by the recipient: its CPU, ITI-68).
+    to_organisation = (
+        _exists().where(
+            resource_shares.c.rid == resources.c.rid,
+            resource_shares.c.org_ura == bindparam("org"),
+            resource_shares.c.active.is_(True),
+        )
+        if addressed
+        else false()
+    )
+    return select(resources.c.rid, to_organisation.label("addressed")).where(
         resources.c.rid == bindparam("rid"), _parametrized(addressed, opt_out)
     )
 
