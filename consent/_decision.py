@@ -46,6 +46,13 @@ class PolicyFacts:
     emergencies: Sequence[Emergency] = ()
     policy: NetworkPolicy = field(default=OPT_IN)
 
+    @property
+    def judges_data_dates(self) -> bool:
+        """Whether the date of the data can change a decision on these facts: only a provision
+        with a data period looks at it. When not, requests that differ only in ``data_date``
+        are decided alike (a caller may decide one for all)."""
+        return any(p.dated for c in self.consents for p in c.root.walk())
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionBasis:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence, Set
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -55,6 +56,8 @@ class BasisFinder:
         # rids whose addressing is known, and of those the ones addressed to the organisation
         self._asked: set[int] = set(known_addressed)
         self._shared: set[int] = set(known_addressed)
+        self._at = datetime.now(UTC)  # the call's moment, for every decision it asks
+        self._decided: dict[tuple[Any, ...], Basis] = {}
 
     def _prefetch(self, conn: Connection, organization: str) -> None:
         """At the first question: what every foreign read of the call needs, at once."""
@@ -115,6 +118,27 @@ class BasisFinder:
         if touch.patient_key not in self._facts:
             self._read_facts(conn, [touch.patient_key])
         facts = self._facts[touch.patient_key]
+        # A page of one patient's results is decided once (a third of the basis of
+        # Observation?patient=… in bench/bench_consent_search.py, "other, opened").
+        resource_type = touch.reference.split("/", 1)[0]
+        dated = touch.data_date_us if facts.judges_data_dates else None
+        key = (touch.owner, touch.patient_key, resource_type, category, dated)
+        if (known := self._decided.get(key)) is None:
+            known = self._decided[key] = self._consent_basis(
+                conn, touch, organization, resource_type, category, facts
+            )
+        return known
+
+    def _consent_basis(
+        self,
+        conn: Connection,
+        touch: Touch,
+        organization: str,
+        resource_type: str,
+        category: str,
+        facts: PolicyFacts,
+    ) -> Basis:
+        assert touch.owner is not None and touch.patient_key is not None
         try:
             request = AccessRequest(
                 actor_org=organization,
@@ -125,10 +149,10 @@ class BasisFinder:
                 patient=touch.patient_key,
                 purpose=self.purpose,
                 action="read",
-                resource_type=touch.reference.split("/", 1)[0],
+                resource_type=resource_type,
                 categories=LINEAGE[category],
                 data_date=None if touch.data_date_us is None else from_us(touch.data_date_us),
-                at=datetime.now(UTC),
+                at=self._at,
             )
         except ConsentError as error:  # data consent cannot judge is never opened by consent
             return Basis("unknown", "unexplained", explanation=str(error))

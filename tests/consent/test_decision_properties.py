@@ -7,7 +7,7 @@ import dataclasses
 from datetime import timedelta
 
 from consent_builders import ORG_TYPE_SYSTEM, PATIENT, consent_json, provision
-from consent_strategies import ORGS, consent_jsons, consent_sets, requests
+from consent_strategies import DATA_DATES, ORGS, consent_jsons, consent_sets, requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,3 +182,12 @@ def test_the_strategies_cover_organisation_types():
     # The strategies name recipients by type through contained Organizations of this system.
     resource = consent_json("c1", provision("permit", to_types=["Z3"]))
     assert resource["contained"][0]["type"][0]["coding"][0]["system"] == ORG_TYPE_SYSTEM
+
+
+@SETTINGS
+@given(consent_sets(), requests(other_organisation=True), DATA_DATES, POLICIES)
+def test_facts_that_judge_no_data_date_decide_every_data_date_alike(consents, r, other, policy):
+    known = facts(consents, policy)
+    moved = dataclasses.replace(r, data_date=other)
+    if not known.judges_data_dates:
+        assert decide(moved, known) == dataclasses.replace(decide(r, known), request=moved)
