@@ -20,7 +20,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     null,
     select,
     union_all,
@@ -47,7 +46,7 @@ from consent import (
 from gateway.context import NETWORK
 from gateway.fhir.dutch_identifiers import BSN, URA, normalized_system
 from gateway.store import locks
-from gateway.store.driver_sql import rows_of
+from gateway.store.driver_sql import constant, rows_of
 from gateway.store.schema import (
     agreement_grants as agreement_rows,
 )
@@ -81,8 +80,8 @@ def from_us(value: int) -> datetime:
 
 
 _OF_NETWORK = (
-    resources.c.res_type.in_(("Organization", "Contract", "Endpoint")),
-    resources.c.owner_org == NETWORK,
+    resources.c.res_type.in_(constant(("Organization", "Contract", "Endpoint"))),
+    resources.c.owner_org == constant(NETWORK),
     resources.c.deleted.is_(False),
 )
 # The network's resources are known by (rid, version): their contents are read and parsed again
@@ -131,7 +130,7 @@ class Network:
 
 
 _OF_PATIENTS = (
-    resources.c.res_type == "Consent",
+    resources.c.res_type == constant("Consent"),
     resources.c.patient_key.in_(bindparam("keys", expanding=True)),
     resources.c.deleted.is_(False),
 )
@@ -155,21 +154,21 @@ def _no(column: Any) -> Any:
 
 
 _NETWORK_ARM = select(
-    literal("network").label("kind"),
+    constant("network").label("kind"),
     resources.c.rid,
     resources.c.version,
     _no(resources.c.patient_key).label("patient_key"),
     _no(resources.c.content).label("content"),
 ).where(*_OF_NETWORK)
 _ADDRESSED_ARM = select(
-    literal("addressed"),
+    constant("addressed"),
     resource_shares.c.rid,
     _no(resources.c.version),
     _no(resources.c.patient_key),
     _no(resources.c.content),
 ).where(*_ADDRESSED_TO)
 _CONSENT_ARM = select(
-    literal("consent"),
+    constant("consent"),
     resources.c.rid,
     _no(resources.c.version),
     resources.c.patient_key,
