@@ -17,8 +17,7 @@ For each backend (SQLite, PostgreSQL), on one store:
      permit+deny   10%  a network permit plus a deny for one named other hospital (two Consents)
      objection      5%  deny (OPTOUT) to everyone
 
-   A patient's Consents are always in one Bundle: split over Bundles posted side by side,
-   PostgreSQL could keep consent rows computed from only one of them (see record_consents).
+   A patient's Consents are always in one Bundle (one transaction; see record_consents).
    On PostgreSQL the store is ANALYZEd once after seeding, so that autoanalyze cannot change the
    plans between the alternating runs.
 2. Measure, as hospital 90000001 (bearer token of its demo integration), four searches:
@@ -270,9 +269,10 @@ def record_consents(
         chosen = rng.sample(bsns, round(len(bsns) * opts.consent_share))
         others = [h for h in HOSPITALS if h != org]
         # One patient's Consents go in one Bundle (one transaction). Split over two Bundles
-        # posted side by side, PostgreSQL (READ COMMITTED) can keep the consent_grants rows
-        # that PolicyInformation.refresh_patient computed in one transaction from only its own
-        # Consent: a deny lost, and the store not the one intended (seen in this benchmark).
+        # posted side by side, PostgreSQL (READ COMMITTED) once kept the consent_grants rows
+        # computed in one transaction from only its own Consent (a deny lost, seen in this
+        # benchmark); PolicyInformation.refresh_patient now serialises them per patient
+        # (tests/gateway/consent: test_a_deny_recorded_at_the_same_moment_as_a_permit_...).
         bundles: list[list[dict[str, Any]]] = [[]]
         for bsn in chosen:
             shape = rng.choices(names, weights)[0]

@@ -118,8 +118,8 @@ class BasisFinder:
         if touch.patient_key not in self._facts:
             self._read_facts(conn, [touch.patient_key])
         facts = self._facts[touch.patient_key]
-        # A page of one patient's results is decided once (a third of the basis of
-        # Observation?patient=… in bench/bench_consent_search.py, "other, opened").
+        # A page of one patient's results is decided once: deciding each took a third of the
+        # basis of Observation?patient.identifier=… (bench_consent_search.py, "other, opened").
         resource_type = touch.reference.split("/", 1)[0]
         dated = touch.data_date_us if facts.judges_data_dates else None
         key = (touch.owner, touch.patient_key, resource_type, category, dated)

@@ -662,8 +662,8 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
 
 @functools.cache
 def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
-    # The second column: whether it was addressed to the organisation, the basis the audit
-    # would otherwise look up once more (a retrieve by the recipient: its CPU, ITI-68).
+    # The second column tells whether it was addressed to the organisation: the audit basis of
+    # a retrieve by its recipient then needs no statement of its own (ITI-68, bench_exchange).
     to_organisation = (
         _exists().where(
             resource_shares.c.rid == resources.c.rid,
