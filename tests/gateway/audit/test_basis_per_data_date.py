@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-from harness import BACKENDS, LiveServer, start_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "consent"))
 from consent_builders import consent_json, provision  # the consent package's own builders
@@ -21,16 +17,6 @@ HOLDER, PARTNER = "90000751", "90000752"
 PATIENT = "999911156"
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 URA = "http://fhir.nl/fhir/NamingSystem/ura"
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request, tmp_path) -> Iterator[LiveServer]:
-    live, database = start_server(request.param, tmp_path)
-    try:
-        yield live
-    finally:
-        live.stop()
-        database.drop()
 
 
 def result(fhir: Any, patient: str, when: str) -> str:
