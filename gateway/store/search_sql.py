@@ -579,17 +579,11 @@ def organization_visible(
 def _visibility(
     organization: Any, public_owner: Any, scope: ConsentScope | None, *, addressed: bool
 ) -> Visibility:
-    # What was addressed to the organisation is probed per row by its key: as an IN list the
-    # organisation's whole inbox was read for every statement, which for one retrieve cost
-    # more than everything else once it had received a few hundred documents.
-    shares = resource_shares
-    addressed_to = (shares.c.org_ura == organization, shares.c.active.is_(True))
-
     @functools.cache
     def clause(alias: FromClause) -> ColumnElement[bool]:
         paths: list[ColumnElement[bool]] = [alias.c.owner_org.in_([organization, public_owner])]
         if addressed:
-            paths.append(_exists().where(shares.c.rid == alias.c.rid, *addressed_to))
+            paths.append(_addressed_to(alias, organization))
         if scope is not None and organization is not None:
             if "patient_key" in alias.c:
                 paths.append(_consented(alias, organization, scope))
@@ -603,6 +597,17 @@ def _visibility(
         return or_(*paths)
 
     return clause
+
+
+def _addressed_to(alias: FromClause, organization: Any) -> Exists:
+    """Whether the row was addressed to the organisation: shared with it, and delivered.
+    Probed per row by its key: as an IN list the organisation's whole inbox was read for every
+    statement, which for one retrieve cost more than everything else once it had received a few
+    hundred documents."""
+    shares = resource_shares
+    return _exists().where(
+        shares.c.rid == alias.c.rid, shares.c.org_ura == organization, shares.c.active.is_(True)
+    )
 
 
 def visible_rid(
@@ -664,15 +669,7 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
 def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
     # The second column tells whether it was addressed to the organisation: the audit basis of
     # a retrieve by its recipient then needs no statement of its own (ITI-68, bench_exchange).
-    to_organisation = (
-        _exists().where(
-            resource_shares.c.rid == resources.c.rid,
-            resource_shares.c.org_ura == bindparam("org"),
-            resource_shares.c.active.is_(True),
-        )
-        if addressed
-        else false()
-    )
+    to_organisation = _addressed_to(resources, bindparam("org")) if addressed else false()
     return select(resources.c.rid, to_organisation.label("addressed")).where(
         resources.c.rid == bindparam("rid"), _parametrized(addressed, opt_out)
     )
