@@ -43,6 +43,7 @@ from consent._decision import (
     DecisionBasis,
     PolicyFacts,
     decide,
+    read_granted,
 )
 from consent._emergency import EMERGENCY_MAX_DURATION, Emergency, emergency_may_cover
 from consent._errors import (
@@ -105,4 +106,5 @@ __all__ = [
     "emergency_may_cover",
     "leaf_of",
     "parse_consent",
+    "read_granted",
 ]

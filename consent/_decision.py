@@ -127,4 +127,20 @@ def decide(request: AccessRequest, facts: PolicyFacts) -> AccessDecision:
     return AccessDecision(False, basis, _NONE, request)
 
 
+def read_granted(
+    request: AccessRequest, consent_ids: Sequence[str], agreement_id: str
+) -> AccessDecision:
+    """The decision ``decide`` takes on a read of another organisation's data that a consent
+    grant (``consent_grants``) and one agreement in force cover, from those alone: a caller
+    that found the grant and the agreement where its SQL judged the read need not decide it
+    again. ``consent_ids`` are the matching grant's (they name the consents that permit),
+    ``agreement_id`` the one agreement covering the request; with more than one, ``decide``
+    names the first of its facts, which the caller must then ask."""
+    if request.action != "read" or request.actor_org == request.holder_org:
+        raise ValueError("read_granted is for reads of another organisation's data")
+    rule = "consent" if consent_ids else "opt-out-default"
+    basis = DecisionBasis("agreement-and-consent", rule, tuple(consent_ids), agreement_id)
+    return AccessDecision(True, basis, _NONE, request)
+
+
 _OWN: Final = DecisionBasis("own-organisation", "own-organisation")

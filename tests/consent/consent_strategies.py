@@ -19,7 +19,7 @@ from consent_builders import (
 )
 from hypothesis import strategies as st
 
-from consent import AccessRequest, PatientConsent, parse_consent
+from consent import AccessRequest, Agreement, AgreementDocument, PatientConsent, parse_consent
 from consent._fhirtime import AMSTERDAM
 
 ORGS = [HOSPITAL_A, HOSPITAL_B, PRACTICE_C]
@@ -172,3 +172,35 @@ def requests(
         at=draw(REQUEST_TIMES),
         data_date=draw(DATA_DATES),
     )
+
+
+AGREEMENT_DAYS = [
+    date(2024, 1, 1),
+    date(2025, 1, 1),
+    date(2025, 6, 2),
+    date(2025, 6, 3),
+    date(2026, 1, 1),
+]
+AGREEMENT_DOCUMENT = AgreementDocument(title="Verwerkersovereenkomst", url="Binary/signed")
+
+
+@st.composite
+def agreements(draw: st.DrawFn, number: int) -> Agreement:
+    start = draw(st.sampled_from(AGREEMENT_DAYS))
+    end = draw(st.one_of(st.none(), st.sampled_from([d for d in AGREEMENT_DAYS if d >= start])))
+    return Agreement(
+        id=f"a{number}",
+        kind=draw(st.sampled_from(["processor", "data-sharing"])),
+        parties=frozenset(draw(st.lists(st.sampled_from(ORGS), min_size=2, unique=True))),
+        purposes=frozenset(draw(st.lists(st.sampled_from(PURPOSES), min_size=1, max_size=2))),
+        categories=frozenset(draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2))),
+        valid_from=start,
+        valid_to=end,
+        status=draw(st.sampled_from(["active", "active", "ended"])),
+        document=AGREEMENT_DOCUMENT,
+    )
+
+
+def agreement_sets(max_size: int = 3) -> st.SearchStrategy[tuple[Agreement, ...]]:
+    """Up to ``max_size`` agreements, with distinct ids."""
+    return st.integers(0, max_size).flatmap(lambda n: st.tuples(*(agreements(i) for i in range(n))))

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from consent_strategies import CATEGORIES, ORGS, PURPOSES, requests
+from consent_strategies import AGREEMENT_DOCUMENT, agreement_sets, requests
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from consent import Agreement, AgreementDocument, agreement_covers, agreement_grants
-
-DAYS = [date(2024, 1, 1), date(2025, 1, 1), date(2025, 6, 2), date(2025, 6, 3), date(2026, 1, 1)]
-DOCUMENT = AgreementDocument(title="Verwerkersovereenkomst", url="Binary/signed")
-
-
-@st.composite
-def agreements(draw: st.DrawFn, number: int) -> Agreement:
-    start = draw(st.sampled_from(DAYS))
-    end = draw(st.one_of(st.none(), st.sampled_from([d for d in DAYS if d >= start])))
-    return Agreement(
-        id=f"a{number}",
-        kind=draw(st.sampled_from(["processor", "data-sharing"])),
-        parties=frozenset(draw(st.lists(st.sampled_from(ORGS), min_size=2, unique=True))),
-        purposes=frozenset(draw(st.lists(st.sampled_from(PURPOSES), min_size=1, max_size=2))),
-        categories=frozenset(draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2))),
-        valid_from=start,
-        valid_to=end,
-        status=draw(st.sampled_from(["active", "active", "ended"])),
-        document=DOCUMENT,
-    )
+from consent import Agreement, agreement_covers, agreement_grants
 
 
 @settings(max_examples=500, deadline=None, database=None)
 @given(
-    st.integers(0, 3).flatmap(lambda n: st.tuples(*(agreements(i) for i in range(n)))),
+    agreement_sets(),
     requests(other_organisation=True),  # own data needs no agreement: decide and SQL skip it
 )
 def test_rows_match_exactly_when_an_agreement_covers_the_request(found, request):
@@ -50,7 +29,7 @@ def test_a_two_party_agreement_gives_rows_both_ways_for_each_category_and_purpos
         purposes=frozenset({"TREAT"}),
         categories=frozenset({"results", "GGC013"}),
         valid_from=date(2025, 1, 1),
-        document=DOCUMENT,
+        document=AGREEMENT_DOCUMENT,
     )
     rows = agreement_grants([agreement], purposes=["TREAT"])
     assert {(r.holder_org, r.grantee_org, r.category) for r in rows} == {
@@ -71,6 +50,6 @@ def test_an_ended_agreement_gives_no_rows():
         categories=frozenset({"treatment"}),
         valid_from=date(2025, 1, 1),
         status="ended",
-        document=DOCUMENT,
+        document=AGREEMENT_DOCUMENT,
     )
     assert agreement_grants([ended]) == []

@@ -16,11 +16,20 @@ from consent_builders import (
     provision,
     request,
 )
-from consent_strategies import ORGS, PURPOSES, consent_sets, requests
+from consent_strategies import ORGS, PURPOSES, agreement_sets, consent_sets, requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consent import InvalidRequest, NetworkPolicy, consent_grants, consent_permits
+from consent import (
+    InvalidRequest,
+    NetworkPolicy,
+    PolicyFacts,
+    agreement_grants,
+    consent_grants,
+    consent_permits,
+    decide,
+    read_granted,
+)
 
 GRANTEES = {org: TYPES[org] for org in ORGS}
 
@@ -43,6 +52,42 @@ def test_a_grant_matches_exactly_when_consent_permits(consents, policy, sample):
         assert bool(matching) == permitted, (r, consent_permits(r, consents, policy), matching)
         for g in matching:  # the row names the consents that permit the request
             assert g.consent_ids == consent_permits(r, consents, policy).consent_ids
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    consent_sets(),
+    st.sampled_from([NetworkPolicy("opt-in"), NetworkPolicy("opt-out")]),
+    agreement_sets(),
+    st.lists(requests(actions=("read",), other_organisation=True), min_size=1, max_size=25),
+)
+def test_a_read_the_grants_admit_is_decided_as_read_granted_says(consents, policy, found, sample):
+    """What the gateway's audit takes from its SQL: the matching consent grant and the one
+    agreement grant covering a read stand for decide's decision."""
+    grants = grants_for(consents, policy, purposes=PURPOSES)
+    covering_rows = agreement_grants(found)
+    facts = PolicyFacts(consents, found, policy=policy)
+    for r in sample:
+        matching = [g for g in grants if g.matches(r)]
+        covering = {a.agreement_id for a in covering_rows if a.matches(r)}
+        decision = decide(r, facts)
+        if matching and len(covering) == 1:
+            assert read_granted(r, matching[0].consent_ids, covering.pop()) == decision
+        else:
+            assert not decision.permit or len(covering) > 1, (r, matching, covering, decision)
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        request(action="push", actor_org=HOSPITAL_B, holder_org=HOSPITAL_A),
+        request(actor_org=HOSPITAL_A, holder_org=HOSPITAL_A),
+    ],
+    ids=["push", "own data"],
+)
+def test_read_granted_is_only_for_reads_of_another_organisations_data(r):
+    with pytest.raises(ValueError, match="reads of another organisation"):
+        read_granted(r, ("c1",), "a1")
 
 
 def test_no_consent_under_opt_in_grants_nothing():
