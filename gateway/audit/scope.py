@@ -83,6 +83,9 @@ class AuditScope:
     named_patient: str | None = None  # the BSN a query was about, when it named one
     # Resources the call's visibility checks found addressed to the agent's organisation.
     addressed_rids: set[int] = field(default_factory=set)
+    # Resources of others they found opened by a consent grant and one agreement, not
+    # addressed: rid -> (the grant's consent ids, the agreement id).
+    granted: dict[int, tuple[tuple[str, ...], str]] = field(default_factory=dict)
 
     # -- noting -----------------------------------------------------------------------------
 

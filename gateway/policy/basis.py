@@ -22,6 +22,7 @@ from consent import (
     ConsentError,
     PolicyFacts,
     decide,
+    read_granted,
 )
 from gateway.audit.event import Agent, Basis
 from gateway.audit.scope import Touch
@@ -41,6 +42,7 @@ class BasisFinder:
         addressed: bool = True,
         touches: Sequence[Touch] = (),
         known_addressed: Set[int] = frozenset(),
+        known_granted: Mapping[int, tuple[tuple[str, ...], str]] | None = None,
     ):
         self.policy = policy
         self.agent = agent
@@ -53,8 +55,11 @@ class BasisFinder:
         self._facts: dict[str, PolicyFacts] = {}
         self._prefetched = False
         self._emergencies_read = False
+        # What the call's SQL found opened by a consent grant and one agreement (not addressed):
+        # rid -> (consent ids, agreement id); such a read needs neither facts nor a decision.
+        self._granted = known_granted or {}
         # rids whose addressing is known, and of those the ones addressed to the organisation
-        self._asked: set[int] = set(known_addressed)
+        self._asked: set[int] = {*known_addressed, *self._granted}
         self._shared: set[int] = set(known_addressed)
         self._at = datetime.now(UTC)  # the call's moment, for every decision it asks
         self._decided: dict[tuple[Any, ...], Basis] = {}
@@ -63,7 +68,11 @@ class BasisFinder:
         """At the first question: what every foreign read of the call needs, at once."""
         self._prefetched = True
         ours = (organization, NETWORK)
-        foreign = [t for t in self.touches if t.action == "R" and t.owner not in ours]
+        foreign = [
+            t
+            for t in self.touches
+            if t.action == "R" and t.owner not in ours and t.rid not in self._asked
+        ]
         rids = {t.rid for t in foreign if t.rid is not None} if self.addressed else set()
         keys = sorted({t.patient_key for t in foreign if t.patient_key})
         known = self.policy.call_facts(conn, organization, sorted(rids), keys)
@@ -103,8 +112,9 @@ class BasisFinder:
 
     def __call__(self, conn: Connection, touch: Touch) -> Basis:
         organization = self.agent.organization or ""
-        # What is known addressed needs none of the facts the first question reads.
-        if not self._prefetched and not (self.addressed and touch.rid in self._shared):
+        # What is known addressed or granted needs none of the facts the first question reads.
+        explained = touch.rid in self._granted or (self.addressed and touch.rid in self._shared)
+        if not self._prefetched and not explained:
             self._prefetch(conn, organization)
         if self._referred(conn, organization, touch.rid):
             return Basis(
@@ -115,12 +125,20 @@ class BasisFinder:
         category = touch.category or ""
         if touch.patient_key is None or touch.owner is None or category not in LINEAGE:
             return Basis("unknown", "unexplained", explanation="no basis could be established")
+        resource_type = touch.reference.split("/", 1)[0]
+        granted = None if touch.rid is None else self._granted.get(touch.rid)
+        if granted is not None:  # the grant names the basis whatever the data date
+            same = (touch.owner, touch.patient_key, resource_type, category, granted)
+            if (known := self._decided.get(same)) is None:
+                known = self._decided[same] = self._granted_basis(
+                    touch, organization, resource_type, category, *granted
+                )
+            return known
         if touch.patient_key not in self._facts:
             self._read_facts(conn, [touch.patient_key])
         facts = self._facts[touch.patient_key]
         # A page of one patient's results is decided once: deciding each took a third of the
         # basis of Observation?patient.identifier=… (bench_consent_search.py, "other, opened").
-        resource_type = touch.reference.split("/", 1)[0]
         dated = touch.data_date_us if facts.judges_data_dates else None
         key = (touch.owner, touch.patient_key, resource_type, category, dated)
         if (known := self._decided.get(key)) is None:
@@ -128,6 +146,40 @@ class BasisFinder:
                 conn, touch, organization, resource_type, category, facts
             )
         return known
+
+    def _granted_basis(
+        self,
+        touch: Touch,
+        organization: str,
+        resource_type: str,
+        category: str,
+        consent_ids: tuple[str, ...],
+        agreement_id: str,
+    ) -> Basis:
+        try:
+            request = self._request(touch, organization, resource_type, category)
+        except ConsentError as error:
+            return Basis("unknown", "unexplained", explanation=str(error))
+        return basis_of_decision(read_granted(request, consent_ids, agreement_id))
+
+    def _request(
+        self, touch: Touch, organization: str, resource_type: str, category: str
+    ) -> AccessRequest:
+        assert touch.owner is not None and touch.patient_key is not None
+        return AccessRequest(
+            actor_org=organization,
+            actor_org_types=self._directory.get(organization, frozenset()),
+            actor_id=self.agent.id,
+            actor_role=self.agent.role or "",
+            holder_org=touch.owner,
+            patient=touch.patient_key,
+            purpose=self.purpose,
+            action="read",
+            resource_type=resource_type,
+            categories=LINEAGE[category],
+            data_date=None if touch.data_date_us is None else from_us(touch.data_date_us),
+            at=self._at,
+        )
 
     def _consent_basis(
         self,
@@ -138,22 +190,9 @@ class BasisFinder:
         category: str,
         facts: PolicyFacts,
     ) -> Basis:
-        assert touch.owner is not None and touch.patient_key is not None
+        assert touch.patient_key is not None
         try:
-            request = AccessRequest(
-                actor_org=organization,
-                actor_org_types=self._directory.get(organization, frozenset()),
-                actor_id=self.agent.id,
-                actor_role=self.agent.role or "",
-                holder_org=touch.owner,
-                patient=touch.patient_key,
-                purpose=self.purpose,
-                action="read",
-                resource_type=resource_type,
-                categories=LINEAGE[category],
-                data_date=None if touch.data_date_us is None else from_us(touch.data_date_us),
-                at=self._at,
-            )
+            request = self._request(touch, organization, resource_type, category)
         except ConsentError as error:  # data consent cannot judge is never opened by consent
             return Basis("unknown", "unexplained", explanation=str(error))
         decision = decide(request, facts)

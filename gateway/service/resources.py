@@ -77,6 +77,7 @@ from gateway.store.search_sql import (
     Visibility,
     bound_visibility,
     everything_visible,
+    explains,
     hidden_of_patient,
     include_statement,
     keyed,
@@ -289,10 +290,10 @@ class ResourceService:
         check = visible_rid(
             organization, NETWORK, self._consent_scope(ctx), addressed=not ctx.consulting
         )
-        visible, addressed = repository.rid_passes(conn, stored.rid, check)
-        if addressed and (scope := scope_of(conn)) is not None:
-            scope.addressed_rids.add(stored.rid)
-        return visible
+        passed = repository.rid_passes(conn, stored.rid, check)
+        if passed is not None and (scope := scope_of(conn)) is not None:
+            _note_basis(scope, stored.rid, *passed)
+        return passed is not None
 
     def _version_visible(
         self, conn: Connection, ctx: RequestContext, stored: StoredVersion
@@ -498,6 +499,7 @@ class ResourceService:
             addressed=scope.addressed,
             touches=scope.touches,
             known_addressed=scope.addressed_rids,
+            known_granted=scope.granted,
         )
 
     @asynccontextmanager
@@ -1432,6 +1434,7 @@ class ResourceService:
         ``_count=0``); otherwise the total is known when the page holds the last match."""
         # On the driver's cursor: SQLAlchemy's work for each run of a kept statement cost a
         # twentieth of a search's CPU.
+        width = repository.VERSION_WIDTH
         if query.counts_all:
             found = rows_of(conn, *search_statement("counted", query, *visibility))
             if found:
@@ -1440,12 +1443,14 @@ class ResourceService:
                 total = 0
             else:  # past the last page, or no page asked for: only a count tells
                 ((total,),) = rows_of(conn, *search_statement("count", query, *visibility))
-            rows = [repository.stored(row[:-1]) for row in found]
+            _note_page_basis(conn, found, visibility[0])
+            rows = [repository.stored(row[:width]) for row in found]
             return rows, total, query.count > 0 and query.offset + query.count < total
         postgres = conn.dialect.name == "postgresql"
         kind: Kind = "page, candidates first" if postgres else "page"
         found = rows_of(conn, *search_statement(kind, query, *visibility))
-        rows = [repository.stored(row) for row in found[: query.count]]
+        _note_page_basis(conn, found[: query.count], visibility[0])
+        rows = [repository.stored(row[:width]) for row in found[: query.count]]
         more = len(found) > query.count
         # OFFSET skipped ``offset`` matches, so a page short of full ends the matches; an empty
         # page past the start does not tell how many there were.
@@ -1780,6 +1785,27 @@ class ResourceService:
         sealed = self.vault.seal(conn, resource, owner, {b.blob_id for b in presealed})
         blobs = tuple(info for _element, info in sealed) + presealed
         return _Prepared(orjson.dumps(resource), copy, index, patient_ref, blobs, consent)
+
+
+def _note_page_basis(conn: Connection, found: Sequence[Any], visible: Visibility) -> None:
+    """What a page's statement told of its rows' basis (search_sql.basis_columns), for the
+    call's audit: what was addressed to the organisation, and what a consent grant and one
+    agreement opened."""
+    scope = scope_of(conn)
+    if scope is None or not explains(visible):
+        return
+    at = repository.VERSION_WIDTH
+    for row in found:
+        _note_basis(scope, row[0], *row[at : at + 3])
+
+
+def _note_basis(
+    scope: AuditScope, rid: int, addressed: Any, consents: str | None, agreement: str | None
+) -> None:
+    if addressed:
+        scope.addressed_rids.add(rid)
+    elif consents is not None and agreement is not None:
+        scope.granted[rid] = (tuple(consents.split()), agreement)
 
 
 def search_interaction(res_type: str, params: list[tuple[str, str]]) -> Interaction:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import orjson
@@ -62,6 +62,10 @@ class StoredVersion:
             self.data_date_us,
             self.rid,
         )
+
+
+# The number of columns of a StoredVersion (version_columns): a statement's rows may go on.
+VERSION_WIDTH = len(fields(StoredVersion))
 
 
 def version_columns(table: FromClause) -> tuple[Any, ...]:
@@ -712,12 +716,14 @@ def patient_key_of(conn: Connection, rid: int) -> str | None:
     ).scalar_one_or_none()
 
 
-def rid_passes(conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]) -> tuple[bool, bool]:
-    """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid), and
-    whether it does because it was addressed to the organisation."""
+def rid_passes(
+    conn: Connection, rid: int, check: tuple[Any, dict[str, Any]]
+) -> tuple[Any, ...] | None:
+    """Whether the resource ``rid`` passes a prepared check (search_sql.visible_rid): None when
+    not, else what the check tells of its basis (search_sql.basis_columns)."""
     statement, values = check
     found = rows_of(conn, statement, {**values, "rid": rid})
-    return bool(found), bool(found and found[0][1])
+    return tuple(found[0][1:]) if found else None
 
 
 def touches(conn: Connection, rids: list[int], action: str = "R") -> dict[int, Touch]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     exists,
     false,
     func,
@@ -380,7 +381,11 @@ def counted_page_statement(
     whole = _PAGE_ROW
     order = [_ordered(picked.c[f"sort_{n}"], key) for n, key in enumerate(query.sort)]
     return (
-        select(*version_columns(whole), *([picked.c.total] if counted else []))
+        select(
+            *version_columns(whole),
+            *basis_columns(whole, visible),
+            *([picked.c.total] if counted else []),
+        )
         .join_from(whole, picked, whole.c.rid == picked.c.rid)
         .order_by(*order, picked.c.rid.asc())
     )
@@ -476,7 +481,7 @@ def page_ahead_statement(
     )
     whole = _PAGE_ROW
     return (
-        select(*version_columns(whole))
+        select(*version_columns(whole), *basis_columns(whole, visible))
         .join_from(whole, picked, whole.c.rid == picked.c.rid)
         .order_by(picked.c.rid.asc())
     )
@@ -614,9 +619,9 @@ def visible_rid(
     organization: str, public_owner: str, scope: ConsentScope, *, addressed: bool
 ) -> tuple[Select[Any], dict[str, Any]]:
     """``organization_visible`` for one resource (by ``rid``): the statement, built once per
-    shape with every value a parameter, and those values; it answers a row, saying whether the
-    resource was addressed to the organisation, when the resource is visible. Building the
-    expression costs more than running it (bench/bench_exchange.py, ITI-68)."""
+    shape with every value a parameter, and those values; it answers a row when the resource is
+    visible, with its ``basis_columns``. Building the expression costs more than running it
+    (bench/bench_exchange.py, ITI-68)."""
     return _visible_rid_statement(addressed, scope.opt_out), _values(
         organization, public_owner, scope
     )
@@ -654,7 +659,10 @@ def _bound_visibility(addressed: bool, opt_out: bool | None) -> Visibility:
         return bindparam(name)
 
     scope = None if opt_out is None else ConsentScope(value("actor"), value("purpose"), opt_out)
-    return _visibility(value("org"), value("public"), scope, addressed=addressed)
+    visible = _visibility(value("org"), value("public"), scope, addressed=addressed)
+    if scope is not None:
+        _EXPLAINABLE[visible] = addressed
+    return visible
 
 
 @functools.cache
@@ -667,10 +675,10 @@ def _parametrized(addressed: bool, opt_out: bool) -> ColumnElement[bool]:
 
 @functools.cache
 def _visible_rid_statement(addressed: bool, opt_out: bool) -> Select[Any]:
-    # The second column tells whether it was addressed to the organisation: the audit basis of
-    # a retrieve by its recipient then needs no statement of its own (ITI-68, bench_exchange).
-    to_organisation = _addressed_to(resources, bindparam("org")) if addressed else false()
-    return select(resources.c.rid, to_organisation.label("addressed")).where(
+    # With what the audit's basis needs (basis_columns): a retrieve by its recipient, or a read
+    # a consent opened, then needs no statement of its own (ITI-68, bench_exchange.py).
+    basis = basis_columns(resources, _bound_visibility(addressed, opt_out))
+    return select(resources.c.rid, *basis).where(
         resources.c.rid == bindparam("rid"), _parametrized(addressed, opt_out)
     )
 
@@ -701,40 +709,9 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
     consent_permits and agreement_covers); categories match through data_category_lineage.
     """
     now = _NOW
-    # The category tree and the agreements are judged by uncorrelated IN lists, which both
-    # databases build once per statement and probe per row; correlated per row, they made
-    # PostgreSQL's broad searches three times slower than without consent.
-    lineage = select(data_category_lineage.c.leaf, data_category_lineage.c.category).correlate(None)
     g = consent_grants
-    named = (
-        _exists()
-        .where(
-            consent_named_holders.c.patient_key == r.c.patient_key,
-            consent_named_holders.c.holder_org == r.c.owner_org,
-        )
-        .correlate(r)
-    )
     consent_ok: ColumnElement[bool] = (
-        _exists()
-        .where(
-            g.c.patient_key == r.c.patient_key,
-            g.c.grantee_org == organization,
-            or_(g.c.holder_org == r.c.owner_org, and_(g.c.holder_org == "*", not_(named))),
-            g.c.purpose == scope.purpose,
-            tuple_(r.c.data_category, g.c.category).in_(lineage),
-            g.c.valid_from_us <= now,
-            g.c.valid_to_us > now,
-            or_(
-                and_(r.c.data_date_us.is_(None), g.c.covers_undated),
-                and_(
-                    r.c.data_date_us.is_not(None),
-                    g.c.covers_dated,
-                    g.c.data_from_us <= r.c.data_date_us,
-                    g.c.data_to_us > r.c.data_date_us,
-                ),
-            ),
-        )
-        .correlate(r)
+        _exists().where(*_grant_matches(g, r, organization, scope.purpose)).correlate(r)
     )
     if scope.opt_out:
         consents = _CONSENTS
@@ -748,16 +725,14 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
             .correlate(r)
         )
         consent_ok = or_(consent_ok, not_(recorded))
+    # The category tree and the agreements are judged by uncorrelated IN lists, which both
+    # databases build once per statement and probe per row; correlated per row, they made
+    # PostgreSQL's broad searches three times slower than without consent.
     a, leaves = agreement_grants, data_category_lineage
     agreed = (
         select(a.c.holder_org, leaves.c.leaf)
         .join_from(a, leaves, leaves.c.category == a.c.category)
-        .where(
-            a.c.grantee_org == organization,
-            a.c.purpose == scope.purpose,
-            a.c.valid_from_us <= now,
-            a.c.valid_to_us > now,
-        )
+        .where(*_agreement_in_force(organization, scope.purpose))
         .correlate(None)
     )
     agreement_ok = tuple_(r.c.owner_org, r.c.data_category).in_(agreed)
@@ -776,3 +751,101 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
         r.c.data_category.is_not(None),
         or_(and_(agreement_ok, consent_ok), emergency),
     )
+
+
+def _grant_matches(
+    g: FromClause, r: FromClause, organization: Any, purpose: Any
+) -> list[ColumnElement[bool]]:
+    """A consent grant row ``g`` that opens row ``r`` to the organisation now (as
+    consent.ConsentGrant.matches)."""
+    now = _NOW
+    lineage = select(data_category_lineage.c.leaf, data_category_lineage.c.category).correlate(None)
+    named = (
+        _exists()
+        .where(
+            consent_named_holders.c.patient_key == r.c.patient_key,
+            consent_named_holders.c.holder_org == r.c.owner_org,
+        )
+        .correlate(r)
+    )
+    return [
+        g.c.patient_key == r.c.patient_key,
+        g.c.grantee_org == organization,
+        or_(g.c.holder_org == r.c.owner_org, and_(g.c.holder_org == "*", not_(named))),
+        g.c.purpose == purpose,
+        tuple_(r.c.data_category, g.c.category).in_(lineage),
+        g.c.valid_from_us <= now,
+        g.c.valid_to_us > now,
+        or_(
+            and_(r.c.data_date_us.is_(None), g.c.covers_undated),
+            and_(
+                r.c.data_date_us.is_not(None),
+                g.c.covers_dated,
+                g.c.data_from_us <= r.c.data_date_us,
+                g.c.data_to_us > r.c.data_date_us,
+            ),
+        ),
+    ]
+
+
+def _agreement_in_force(organization: Any, purpose: Any) -> list[ColumnElement[bool]]:
+    a = agreement_grants
+    return [
+        a.c.grantee_org == organization,
+        a.c.purpose == purpose,
+        a.c.valid_from_us <= _NOW,
+        a.c.valid_to_us > _NOW,
+    ]
+
+
+# -- what the audit's basis can take from a page's rows --------------------------------------
+
+# The bound visibilities (bound_visibility) whose rows basis_columns can explain, with whether
+# they admit what was addressed to the organisation.
+_EXPLAINABLE: dict[Visibility, bool] = {}
+
+
+def explains(visible: Visibility) -> bool:
+    """Whether pages under ``visible`` carry ``basis_columns``."""
+    return visible in _EXPLAINABLE
+
+
+def basis_columns(r: FromClause, visible: Visibility) -> list[Any]:
+    """For the rows of a page under a bound visibility with consent, what the audit's basis
+    would otherwise read and decide again (gateway.policy.basis): whether the row was addressed
+    to the organisation, the consent ids of the consent grant that opens it (NULL with none),
+    and the one agreement grant covering it (NULL with none or several: decide names the first
+    of its facts). Judged only for other organisations' rows, and only for the page's: a
+    foreign search's basis cost a fifth of its CPU ('other, opened', bench_consent_search.py).
+    No columns for any other visibility."""
+    addressed = _EXPLAINABLE.get(visible)
+    if addressed is None:
+        return []
+    # The parameters whose values bound_visibility gives.
+    organization: Any = bindparam("org")
+    purpose: Any = bindparam("purpose")
+    g, a, leaves = consent_grants, agreement_grants, data_category_lineage
+    consents = (
+        select(func.min(g.c.consent_ids))
+        .where(*_grant_matches(g, r, organization, purpose))
+        .correlate(r)
+        .scalar_subquery()
+    )
+    agreement = (
+        select(case((func.count(a.c.agreement_id.distinct()) == 1, func.min(a.c.agreement_id))))
+        .join_from(a, leaves, leaves.c.category == a.c.category)
+        .where(
+            *_agreement_in_force(organization, purpose),
+            a.c.holder_org == r.c.owner_org,
+            leaves.c.leaf == r.c.data_category,
+        )
+        .correlate(r)
+        .scalar_subquery()
+    )
+    foreign = r.c.owner_org.not_in([organization, bindparam("public")])
+    to_organisation = _addressed_to(r, organization) if addressed else false()
+    return [
+        case((foreign, to_organisation), else_=false()).label("basis_addressed"),
+        case((foreign, consents), else_=null()).label("basis_consents"),
+        case((foreign, agreement), else_=null()).label("basis_agreement"),
+    ]
