@@ -2,7 +2,10 @@
 
 The SQL visibility condition let the resource through; this names why, in the terms of
 consent.decide: addressed to the actor's organisation (a directed referral), an agreement and
-the patient's consent, or an emergency. The facts are read once per patient per call.
+the patient's consent, or an emergency. Where the statement that let it through also told that
+(search_sql.basis_columns: addressed, or the consent grant and the one agreement that opened
+it), that is the basis (consent.read_granted); otherwise the facts are read once per patient per
+call and decided.
 """
 
 from __future__ import annotations
