@@ -13,6 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "consent"))
 from consent_builders import consent_json, provision  # the consent package's own builders
+from harness import patient_with_result
 
 HOLDER, PARTNER = "90000761", "90000762"
 PATIENT = "999911168"
@@ -39,22 +40,7 @@ def test_with_several_agreements_the_basis_names_the_one_decide_names(server):
     holder = server.hospital(HOLDER, "Houdend Ziekenhuis")
     partner = server.hospital(PARTNER, "Partner Ziekenhuis")
     with server.client(holder) as fhir:
-        patient = fhir.post(
-            "/Patient",
-            json={"resourceType": "Patient", "identifier": [{"system": BSN, "value": PATIENT}]},
-        )
-        assert patient.status_code == 201, patient.text
-        created = fhir.post(
-            "/Observation",
-            json={
-                "resourceType": "Observation",
-                "status": "final",
-                "code": {"text": "Hb"},
-                "subject": {"reference": f"Patient/{patient.json()['id']}"},
-                "effectiveDateTime": "2024-03-01T10:00:00+01:00",
-            },
-        )
-        assert created.status_code == 201, created.text
+        _patient, result = patient_with_result(fhir, PATIENT)
         consent = consent_json("c", provision("permit", to=[PARTNER]), patient=PATIENT)
         consent.pop("id")
         consent["organization"] = [{"identifier": {"system": URA, "value": HOLDER}}]
@@ -62,7 +48,7 @@ def test_with_several_agreements_the_basis_names_the_one_decide_names(server):
         assert recorded.status_code == 201, recorded.text
     first = server.agreement(HOLDER, PARTNER)
     consents = f"Consent/{recorded.json()['id']}"
-    once = partner_reads(server, partner, created.json()["id"])
+    once = partner_reads(server, partner, result)
     assert [(e["event"], e["basis"], e["agreement"], e["consents"]) for e in once] == [
         ("search-type", "agreement-and-consent", first, consents),
         ("read", "agreement-and-consent", first, consents),
@@ -72,7 +58,7 @@ def test_with_several_agreements_the_basis_names_the_one_decide_names(server):
     later = [server.agreement(HOLDER, PARTNER)]
     while min(later) > first:
         later.append(server.agreement(HOLDER, PARTNER))
-    again = partner_reads(server, partner, created.json()["id"])[len(once) :]
+    again = partner_reads(server, partner, result)[len(once) :]
     assert [(e["event"], e["basis"], e["agreement"], e["consents"]) for e in again] == [
         ("search-type", "agreement-and-consent", first, consents),
         ("read", "agreement-and-consent", first, consents),
