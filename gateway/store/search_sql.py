@@ -844,8 +844,11 @@ def basis_columns(r: FromClause, visible: Visibility) -> list[Any]:
     )
     foreign = r.c.owner_org.not_in([organization, bindparam("public")])
     to_organisation = _addressed_to(r, organization) if addressed else false()
+    # What was addressed is a referral: its consent and agreement are not asked (a recipient's
+    # retrieve, ITI-68).
+    opened = and_(foreign, not_(to_organisation)) if addressed else foreign
     return [
         case((foreign, to_organisation), else_=false()).label("basis_addressed"),
-        case((foreign, consents), else_=null()).label("basis_consents"),
-        case((foreign, agreement), else_=null()).label("basis_agreement"),
+        case((opened, consents), else_=null()).label("basis_consents"),
+        case((opened, agreement), else_=null()).label("basis_agreement"),
     ]
