@@ -725,9 +725,9 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
             .correlate(r)
         )
         consent_ok = or_(consent_ok, not_(recorded))
-    # The category tree and the agreements are judged by uncorrelated IN lists, which both
-    # databases build once per statement and probe per row; correlated per row, they made
-    # PostgreSQL's broad searches three times slower than without consent.
+    # The agreements (and in _grant_matches the category tree) are judged by uncorrelated IN
+    # lists, which both databases build once per statement and probe per row; correlated per
+    # row, they made PostgreSQL's broad searches three times slower than without consent.
     a, leaves = agreement_grants, data_category_lineage
     agreed = (
         select(a.c.holder_org, leaves.c.leaf)
@@ -815,8 +815,8 @@ def basis_columns(r: FromClause, visible: Visibility) -> list[Any]:
     would otherwise read and decide again (gateway.policy.basis): whether the row was addressed
     to the organisation, the consent ids of the consent grant that opens it (NULL with none),
     and the one agreement grant covering it (NULL with none or several: decide names the first
-    of its facts). Judged only for other organisations' rows, and only for the page's: a
-    foreign search's basis cost a fifth of its CPU ('other, opened', bench_consent_search.py).
+    of its facts). Judged only for other organisations' rows, and only for the page's: with
+    its basis taken as fixed, 'other, opened' (bench_consent_search.py) ran a sixth faster.
     No columns for any other visibility."""
     addressed = _EXPLAINABLE.get(visible)
     if addressed is None:
