@@ -12,6 +12,7 @@ from consent_builders import (
     PRACTICE_C,
     T0,
     TYPES,
+    agreement,
     consent,
     provision,
     request,
@@ -32,6 +33,15 @@ from consent import (
 )
 
 GRANTEES = {org: TYPES[org] for org in ORGS}
+# Covers every read of the random requests: with it, most reads a grant admits have exactly one
+# covering agreement, and the random agreements make some have several.
+NETWORK_AGREEMENT = agreement(
+    "network",
+    parties=ORGS,
+    purposes=PURPOSES,
+    categories=("treatment",),
+    valid_from=date(2000, 1, 1),
+)
 
 
 def grants_for(consents, policy=NetworkPolicy(), **kw):
@@ -64,6 +74,7 @@ def test_a_grant_matches_exactly_when_consent_permits(consents, policy, sample):
 def test_a_read_the_grants_admit_is_decided_as_read_granted_says(consents, policy, found, sample):
     """What the gateway's audit takes from its SQL: the matching consent grant and the one
     agreement grant covering a read stand for decide's decision."""
+    found = (NETWORK_AGREEMENT, *found)
     grants = grants_for(consents, policy, purposes=PURPOSES)
     covering_rows = agreement_grants(found)
     facts = PolicyFacts(consents, found, policy=policy)
