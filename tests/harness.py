@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -501,6 +502,16 @@ def valid_bsns(first: int) -> Iterator[str]:
 
 def unique() -> str:
     return uuid.uuid4().hex[:12]
+
+
+# From a random start, so that reruns against one database meet no earlier run's patients.
+_UNIQUE_BSNS = valid_bsns(random.randrange(100_000_000, 800_000_000))
+
+
+def unique_bsn() -> str:
+    """A BSN no other call in this process gives, passing the elfproef (the gateway refuses
+    any other)."""
+    return next(_UNIQUE_BSNS)
 
 
 def break_the_glass(

@@ -35,11 +35,23 @@ def normalized_system(system: str) -> str:
 
 def normalize_identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
     """Rewrite legacy systems in place; returns (path, value) of every invalid BSN found."""
+    return _checked_identifiers(resource, rewrite=True)
+
+
+def invalid_bsns(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, value) of every identifier in a BSN system, legacy or not, that fails the
+    elfproef; the resource is left as it is."""
+    return _checked_identifiers(resource, rewrite=False)
+
+
+def _checked_identifiers(resource: dict[str, Any], *, rewrite: bool) -> list[tuple[str, str]]:
     invalid: list[tuple[str, str]] = []
     for path, identifier in _identifiers(resource, resource.get("resourceType", "")):
         system = identifier.get("system")
         if isinstance(system, str) and system in LEGACY_SYSTEMS:
-            identifier["system"] = system = LEGACY_SYSTEMS[system]
+            system = LEGACY_SYSTEMS[system]
+            if rewrite:
+                identifier["system"] = system
         value = identifier.get("value")
         if system == BSN and isinstance(value, str) and not is_valid_bsn(value):
             invalid.append((path, value))

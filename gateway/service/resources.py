@@ -57,7 +57,7 @@ from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
 from gateway.fhir.clinical_dates import clinical_date_us
 from gateway.fhir.dates import date_range, instant
 from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
-from gateway.fhir.dutch_identifiers import bsn_of, is_valid_bsn, normalized_system
+from gateway.fhir.dutch_identifiers import bsn_of, invalid_bsns, is_valid_bsn, normalized_system
 from gateway.fhir.indexing import IndexRows, index_resource
 from gateway.fhir.search import SearchQuery, non_negative, parse_search, whole_number
 from gateway.fhir.search_params import registry
@@ -1687,7 +1687,17 @@ class ResourceService:
         """Rules a resource must meet beyond FHIR: a Consent must be one this gateway enforces
         exactly (422 naming the element otherwise, never a rule silently ignored), about a
         patient in the recording organisation's own records. Returns the consent columns, a
-        Consent keyed by its patient's BSN."""
+        Consent keyed by its patient's BSN. An identifier in the BSN system (legacy OID or
+        not) must pass the elfproef, as ITI-65 requires: a BSN is how hospitals match their
+        patients, so a mistyped one must not be filed."""
+        invalid = invalid_bsns(resource)
+        if invalid:
+            path, value = invalid[0]
+            raise Unprocessable(
+                f"{path}: '{value[:20]}' is not a valid BSN (it fails the elfproef)",
+                code="value",
+                expression=[path],
+            )
         if res_type != "Consent":
             return consent
         try:

@@ -1,4 +1,5 @@
-"""Every official R4 example round-trips through the API unchanged; transaction examples run."""
+"""Every official R4 example round-trips through the API unchanged, but those with an invalid
+BSN, which are refused; transaction examples run."""
 
 from __future__ import annotations
 
@@ -63,8 +64,47 @@ def test_an_audit_event_example_is_refused_because_only_the_gateway_writes_them(
     assert answer.json()["resourceType"] == "OperationOutcome"
 
 
+# Identifiers in the BSN system (here its legacy OID) that fail the elfproef: the Patients' are
+# made-up numbers, the Practitioners' are not BSNs at all ('129IDH4OP733').
+PRACTITIONER_BSNS = [
+    "129IDH4OP733",
+    "174BIP3JH438",
+    "243HID3RT938",
+    "523ASA1LK927",
+    "191REW8WE916",
+    "134IDY41W988",
+    "567IUI51C154",
+]
+INVALID_BSN = {
+    "Patient-f001.json": ("Patient.identifier[0]", "738472983"),
+    "Patient-f201.json": ("Patient.identifier[0]", "123456789"),
+    **{
+        f"Practitioner-f00{n}.json": ("Practitioner.identifier[1]", value)
+        for n, value in enumerate(PRACTITIONER_BSNS, start=1)
+    },
+}
+REFUSED = [p for p in EXAMPLES if p.name in INVALID_BSN]
+
+
+def test_the_examples_with_an_invalid_bsn_are_there():
+    assert sorted(p.name for p in REFUSED) == sorted(INVALID_BSN)
+
+
+@pytest.mark.parametrize("path", REFUSED, ids=lambda p: p.name)
+def test_an_example_with_an_invalid_bsn_is_refused_naming_the_identifier(fhir, path):
+    sent = json.loads(path.read_text(encoding="utf-8"))
+    refused = fhir.post(f"/{sent['resourceType']}", json=sent)
+    assert refused.status_code == 422, refused.text
+    issue = refused.json()["issue"][0]
+    where, value = INVALID_BSN[path.name]
+    assert issue["expression"] == [where]
+    assert f"'{value}' is not a valid BSN" in issue["diagnostics"]
+    found = fhir.get(f"/{sent['resourceType']}", params={"identifier": value})
+    assert found.json()["total"] == 0  # nothing filed
+
+
 @pytest.mark.parametrize(
-    "path", [p for p in EXAMPLES if p not in AUDIT_EVENTS], ids=lambda p: p.name
+    "path", [p for p in EXAMPLES if p not in AUDIT_EVENTS + REFUSED], ids=lambda p: p.name
 )
 def test_example_is_created_and_read_back_equal(fhir, path):
     sent = json.loads(path.read_text(encoding="utf-8"))

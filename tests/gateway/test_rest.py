@@ -6,7 +6,7 @@ import concurrent.futures
 import threading
 import uuid
 
-from harness import load_example, unique
+from harness import load_example, unique, unique_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 
@@ -107,7 +107,7 @@ def test_delete_of_unknown_resource_is_404(fhir):
 
 
 def test_conditional_create_returns_the_existing_match(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     condition = f"identifier={BSN}|{bsn}"
     body = patient(identifier=[{"system": BSN, "value": bsn}])
     first = fhir.post("/Patient", json=body, headers={"If-None-Exist": condition})
@@ -117,7 +117,7 @@ def test_conditional_create_returns_the_existing_match(fhir):
 
 
 def test_conditional_create_is_race_free_under_20_concurrent_requests(server):
-    bsn = unique()
+    bsn = unique_bsn()
     condition = f"identifier={BSN}|{bsn}"
     body = patient(identifier=[{"system": BSN, "value": bsn}])
 
@@ -151,7 +151,7 @@ def test_conditional_update_is_race_free_under_10_concurrent_requests(server):
     """A conditional update that matches nothing creates (an EHR export sending one patient
     twice at once): ten at once store one. On PostgreSQL eight of them once created their
     own, and the last two answered 412 as the condition then matched several."""
-    bsn = unique()
+    bsn = unique_bsn()
     body = patient(identifier=[{"system": BSN, "value": bsn}])
     with server.client() as client:
         client.get("/metadata")
@@ -166,7 +166,7 @@ def test_conditional_update_is_race_free_under_10_concurrent_requests(server):
 
 def test_conditional_updates_in_transactions_are_race_free(server):
     """The same, as the conditional PUT entry of ten transaction Bundles sent at once."""
-    bsn = unique()
+    bsn = unique_bsn()
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -196,7 +196,7 @@ def test_conditional_create_with_several_matches_is_412(fhir):
 
 
 def test_conditional_update_and_delete(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     condition = f"identifier={BSN}|{bsn}"
     body = patient(identifier=[{"system": BSN, "value": bsn}])
     created = fhir.put(f"/Patient?{condition}", json=body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 
 import pytest
-from harness import unique
+from harness import unique, unique_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 LOINC = "http://loinc.org"
@@ -53,7 +53,7 @@ def test_string_search_is_prefix_case_and_accent_insensitive(fhir):
 
 
 def test_token_search_with_system_and_not(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     p = make_patient(fhir, "Token", bsn=bsn)
     assert ids(fhir.get("/Patient", params={"identifier": f"{BSN}|{bsn}"}).json()) == {p["id"]}
     assert ids(fhir.get("/Patient", params={"identifier": bsn}).json()) == {p["id"]}
@@ -103,7 +103,7 @@ def test_date_prefixes(fhir):
 
 
 def test_reference_search_by_id_type_id_and_chain(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     p = make_patient(fhir, "Ref", bsn=bsn)
     obs = make_observation(fhir, p["id"], "718-7", "2026-11-01T10:00:00Z")
     for params in (
@@ -233,7 +233,7 @@ def test_an_update_replaces_every_kind_of_index_row_and_a_delete_leaves_no_match
     """An update is found by its new values only (string, token, date, reference), and a
     deleted resource by none: on PostgreSQL one statement writes the row, its version and
     its index rows, and replaces the old index rows."""
-    tag, old_bsn, new_bsn = unique(), unique(), unique()
+    tag, old_bsn, new_bsn = unique(), unique_bsn(), unique_bsn()
     p = make_patient(fhir, f"Before{tag}", bsn=old_bsn, birth="1950-01-01")
     other = make_patient(fhir, f"Other{tag}")
     obs = make_observation(fhir, p["id"], "718-7", "2020-01-01")
@@ -420,7 +420,7 @@ def test_post_search_equals_get_search(fhir):
 
 
 def test_document_reference_iti67_parameters(fhir):
-    p = make_patient(fhir, "Doc", bsn=unique())
+    p = make_patient(fhir, "Doc", bsn=unique_bsn())
     doc = {
         "resourceType": "DocumentReference",
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:1.2.3.{unique()}"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import load_example, unique
+from harness import load_example, unique, unique_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 
@@ -16,7 +16,7 @@ def entry(full_url, resource, method="POST", url=None, **request):
 
 
 def test_transaction_resolves_urn_uuid_references(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -96,7 +96,7 @@ def test_failure_during_execution_rolls_back_earlier_writes(fhir):
 
 
 def test_conditional_entries_in_a_transaction(fhir):
-    bsn = unique()
+    bsn = unique_bsn()
     condition = f"identifier={BSN}|{bsn}"
     pat = {"resourceType": "Patient", "identifier": [{"system": BSN, "value": bsn}]}
     doc = {

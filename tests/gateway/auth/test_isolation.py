@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import unique
+from harness import unique, unique_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 SHARED_BSN = "999911120"  # the same patient is known to all three hospitals
@@ -150,7 +150,7 @@ def test_others_resources_cannot_be_changed_or_deleted(server, network):
 def test_conditional_create_does_not_match_another_organisations_resource(server, network):
     hospital, _, _ = network[3]
     with server.client(hospital) as fhir:
-        bsn = unique()
+        bsn = unique_bsn()
         body = {"resourceType": "Patient", "identifier": [{"system": BSN, "value": bsn}]}
         condition = {"If-None-Exist": f"identifier={BSN}|{bsn}"}
         with server.client(network[1][0]) as other:
