@@ -61,6 +61,21 @@ Index(
     resources.c.owner_org,
 )
 Index("ix_resources_type_updated", resources.c.res_type, resources.c.last_updated_us)
+# What consent judges of another organisation's resource when a count finds it through a
+# search index (gateway.store.search_sql): SQLite, told to, reads it from this narrow index
+# instead of the whole row with its content (it does not choose so itself, as the row key finds
+# the row). Observation?code=…&_total=accurate judging 13,333 others' matches of 20,000
+# (bench_consent_search.py's store): the page with its count 42 -> 30 ms. Only on SQLite:
+# PostgreSQL, where pushes are short of their target, would pay for it on every write.
+CONSENT_FACTS_INDEX = "ix_resources_consent_facts"
+Index(
+    CONSENT_FACTS_INDEX,
+    resources.c.rid,
+    resources.c.patient_key,
+    resources.c.owner_org,
+    resources.c.data_category,
+    resources.c.data_date_us,
+).ddl_if(dialect="sqlite")
 Index("ix_resources_patient", resources.c.patient_ref)
 
 resource_versions = Table(

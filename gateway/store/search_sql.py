@@ -26,11 +26,13 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.sql.expression import Exists, FromClause
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import Alias, Exists, FromClause
 
 from gateway.fhir.search import Criterion, DateValue, Include, SearchQuery, SortKey
 from gateway.store.repository import version_columns
 from gateway.store.schema import (
+    CONSENT_FACTS_INDEX,
     agreement_grants,
     consent_grants,
     consent_named_holders,
@@ -45,12 +47,28 @@ from gateway.store.schema import (
 )
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+
+
+class _IndexedAlias(Alias):
+    """The resources whose consent facts a search judges for its index rows: read on SQLite
+    from CONSENT_FACTS_INDEX (``INDEXED BY``), which SQLite does not choose itself, as the row
+    key finds the row."""
+
+    inherit_cache = True
+
+
+@compiles(_IndexedAlias, "sqlite")
+def _indexed_by(element: _IndexedAlias, compiler: Any, **kw: Any) -> str:
+    text: str = compiler.visit_alias(element, **kw)
+    return f"{text} INDEXED BY {CONSENT_FACTS_INDEX}" if kw.get("asfrom") else text
+
+
 # Aliases built once: the searched resources, included ones, and the rows consent looks at.
 _R = resources.alias("r")
 _T = resources.alias("t")
 _S = resources.alias("s")
 _REF = idx_reference.alias("ref")
-_CURRENT = resources.alias("current_row")
+_CURRENT = _IndexedAlias._construct(resources, name="current_row")
 _PAGE_ROW = resources.alias("page_row")
 _CONSENTS = resources.alias("consent_row")
 # Above every character: "starts with v" is the range [v, v + _TOP) in byte (C) order.

@@ -6,6 +6,7 @@ import pytest
 
 from gateway.fhir.search import parse_search
 from gateway.fhir.search_params import registry
+from gateway.store.database import Database
 from gateway.store.search_shapes import search_statement
 from gateway.store.search_sql import ConsentScope, bound_visibility, everything_visible
 
@@ -84,3 +85,24 @@ def test_the_console_sees_everything_with_no_values_to_bind():
     own, _ = statement("counted", parsed)
     assert console is not own and set(values) >= {"v0", "snapshot", "page_count"}
     assert "org" not in values
+
+
+def test_a_count_on_sqlite_judges_others_matches_from_the_consent_facts_index(tmp_path):
+    """Counting judges consent for every other organisation's match of the driving index: on
+    SQLite from the narrow index of consent facts, not from the whole resource row."""
+    db = Database(f"sqlite:///{tmp_path / 'plans.db'}", threads=1)
+    try:
+        db.migrate_now()
+        sql, values = statement("counted", query("Observation", ("code", f"{LOINC}|718-7")))
+        compiled = sql.compile(dialect=db.engine.dialect)
+        bound = compiled.construct_params(values)
+        args = tuple(bound[name] for name in compiled.positiontup or ())
+        with db.engine.connect() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args)]
+        judged = [step for step in plan if "current_row" in step]
+        assert len(judged) == 1
+        assert judged[0].startswith(
+            "SEARCH current_row USING COVERING INDEX ix_resources_consent_facts (rid=?"
+        )
+    finally:
+        db.engine.dispose()
