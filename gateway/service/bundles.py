@@ -159,6 +159,11 @@ class BundleProcessor:
                 sealed=entry.sealed,
                 consent=entry.consent,
             )
+        elif entry.method == "PUT" and entry.res_id is None:  # a batch's conditional update
+            assert entry.resource is not None and entry.query is not None
+            entry.result = service.update_conditional_in(
+                conn, ctx, entry.res_type, entry.query, entry.resource
+            )
         elif entry.method == "PUT":
             assert entry.resource is not None and entry.res_id is not None
             entry.result = service.update_in(

@@ -1235,22 +1235,33 @@ class ResourceService:
         """Update the one resource matching ``condition``, or create it when none matches."""
         interaction = Interaction("update", res_type[:64], query=f"PUT {res_type}?{condition}")
         await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
+        return await self.in_write(
+            ctx,
+            lambda conn: self.update_conditional_in(conn, ctx, res_type, condition, resource),
+            interaction,
+        )
 
-        def work(conn: Connection) -> ResourceResult:
-            body_id = resource.get("id")
-            res_id = body_id or new_key()
-            found = self.match_or_claim(conn, ctx, res_type, condition, res_id)
-            if found is not None:
-                if body_id not in (None, found.res_id):
-                    raise BadRequest(
-                        f"Body id '{body_id}' differs from the matched {found.res_id}",
-                        expression=["id"],
-                    )
-                res_id = found.res_id
-            resource["id"] = res_id
-            return self.update_in(conn, ctx, res_type, res_id, resource)
-
-        return await self.in_write(ctx, work, interaction)
+    def update_conditional_in(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        res_type: str,
+        condition: str,
+        resource: dict[str, Any],
+    ) -> ResourceResult:
+        """``update_conditional`` in the caller's transaction (also a batch entry's)."""
+        body_id = resource.get("id")
+        res_id = body_id or new_key()
+        found = self.match_or_claim(conn, ctx, res_type, condition, res_id)
+        if found is not None:
+            if body_id not in (None, found.res_id):
+                raise BadRequest(
+                    f"Body id '{body_id}' differs from the matched {found.res_id}",
+                    expression=["id"],
+                )
+            res_id = found.res_id
+        resource["id"] = res_id
+        return self.update_in(conn, ctx, res_type, res_id, resource)
 
     async def delete_conditional(
         self, ctx: RequestContext, res_type: str, condition: str

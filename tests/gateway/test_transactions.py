@@ -162,6 +162,46 @@ def test_batch_entries_succeed_or_fail_independently(fhir):
     assert results[2]["resource"]["total"] == 1
 
 
+def test_a_batch_updates_conditionally_each_entry_on_its_own(fhir):
+    bsn, family = unique_bsn(), f"Cond{unique()}"
+
+    def patient(given):
+        return {
+            "resourceType": "Patient",
+            "identifier": [{"system": BSN, "value": bsn}],
+            "name": [{"family": family, "given": [given]}],
+        }
+
+    condition = f"Patient?identifier={BSN}|{bsn}"
+    bad = {"resourceType": "Patient", "identifier": [{"system": BSN, "value": "999930001"}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            entry(None, patient("Eerst"), "PUT", condition),  # none matches: created
+            entry(None, bad, "PUT", "Patient?identifier=999930001"),  # fails the elfproef
+        ],
+    }
+    first = fhir.post("", json=bundle)
+    assert first.status_code == 200, first.text
+    created, refused = first.json()["entry"]
+    assert created["response"]["status"].startswith("201")
+    assert refused["response"]["status"].startswith("422")
+    assert refused["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    bundle["entry"] = [entry(None, patient("Daarna"), "PUT", condition)]  # one matches: updated
+    second = fhir.post("", json=bundle)
+    assert second.status_code == 200, second.text
+    (updated,) = second.json()["entry"]
+    assert updated["response"]["status"].startswith("200")
+    assert (
+        updated["response"]["location"].split("/")[1]
+        == created["response"]["location"].split("/")[1]
+    )
+    found = fhir.get("/Patient", params={"family": family}).json()
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["name"][0]["given"] == ["Daarna"]
+
+
 def test_transaction_in_xml_gets_an_xml_response(fhir):
     tag = unique()
     xml = f"""<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/>
