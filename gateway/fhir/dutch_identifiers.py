@@ -1,13 +1,17 @@
 """Dutch identifier systems: the BSN check (elfproef) and the legacy OID forms of NamingSystems.
 
-Legacy data writes the BSN, URA and AGB systems as ``urn:oid:`` URIs; the gateway accepts them
-and stores the ``http://fhir.nl`` form, so searching and matching by BSN works across hospitals.
+Legacy data writes the BSN, URA and AGB systems as ``urn:oid:`` URIs; the gateway accepts them.
+ITI-65 and the adapters store the ``http://fhir.nl`` form; the REST API stores a resource as sent
+(it reads back unchanged), and its search and patient key take either form as the same BSN.
+The elfproef is the adapters' (``is_valid_bsn``): one rule for every way in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+from adapters import is_valid_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 URA = "http://fhir.nl/fhir/NamingSystem/ura"
@@ -17,15 +21,6 @@ LEGACY_SYSTEMS = {
     "urn:oid:2.16.528.1.1007.3.3": URA,
     "urn:oid:2.16.840.1.113883.2.4.6.1": AGB,
 }
-_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
-
-
-def is_valid_bsn(value: str) -> bool:
-    """The elfproef: nine digits, weights 9 down to 2 and then -1, sum divisible by 11 (not 0)."""
-    if len(value) != 9 or not value.isascii() or not value.isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(value, _WEIGHTS, strict=True))
-    return total % 11 == 0 and total != 0
 
 
 def normalized_system(system: str) -> str:
@@ -68,11 +63,12 @@ def bsn_of(resource: dict[str, Any]) -> str | None:
 
 
 def _identifiers(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every Identifier-shaped object: ``identifier`` elements and ``Reference.identifier``."""
+    """Every Identifier: elements named ``identifier`` or ``…Identifier`` (``masterIdentifier``,
+    an extension's ``valueIdentifier``), ``Reference.identifier`` among them."""
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}"
-            if key in ("identifier", "masterIdentifier"):
+            if key == "identifier" or key.endswith("Identifier"):
                 for position, item in enumerate(value if isinstance(value, list) else [value]):
                     if isinstance(item, dict):
                         yield (f"{where}[{position}]" if isinstance(value, list) else where), item

@@ -99,3 +99,35 @@ def test_a_transaction_with_one_invalid_bsn_stores_nothing(fhir):
     answer = fhir.post("", json=bundle)
     refused(answer, "Patient.identifier[0]", INVALID)
     assert count(fhir, "Patient", family=family) == 0
+
+
+def test_an_invalid_bsn_in_any_identifier_element_is_refused(fhir):
+    extended = patient(next(BSNS)) | {
+        "extension": [
+            {
+                "url": "https://example.org/fhir/StructureDefinition/other-bsn",
+                "valueIdentifier": {"system": BSN, "value": INVALID},
+            }
+        ]
+    }
+    refused(fhir.post("/Patient", json=extended), "Patient.extension[0].valueIdentifier", INVALID)
+    grouped = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "paracetamol"},
+        "subject": {"display": "Elfproef"},
+        "groupIdentifier": {"system": LEGACY_BSN, "value": INVALID},
+    }
+    refused(
+        fhir.post("/MedicationRequest", json=grouped),
+        "MedicationRequest.groupIdentifier",
+        INVALID,
+    )
+
+
+def test_a_bsn_whose_weighted_sum_is_zero_passes_the_elfproef_as_in_the_adapters(fhir):
+    # 9·1 - 1·9 = 0 is divisible by 11: the elfproef the adapters (HL7 v2, CSV, CDA) apply
+    # too, so an MLLP message with it is not refused by the gateway after the adapter took it.
+    created = fhir.post("/Patient", json=patient("100000009"))
+    assert created.status_code == 201, created.text
