@@ -100,9 +100,8 @@ def _patient(run: CsvRun, row: Row) -> dict[str, Any]:
             continue
         if spec.system == BSN_SYSTEM:
             bsn = normalize_bsn(value)
-            if bsn is None:
-                row.issues.error(row.location, f"BSN {value!r} fails the elfproef; not used as BSN")
-                continue
+            if bsn is None:  # a bad row, as the gateway refuses it: its data too are left out
+                raise RowError(f"BSN {value!r} fails the elfproef")
             identifiers.append({"use": "official", "system": BSN_SYSTEM, "value": bsn})
         else:
             identifiers.append({"system": spec.system, "value": value})

@@ -50,6 +50,10 @@ async def _import_one(intake: Intake, options: ImportOptions, path: Path) -> dic
         report["issues"] = [_issue("error", "", f"cannot read {path}: {error.strerror}")]
         return report
     report["issues"] = [_issue(i.severity, i.location, i.message) for i in conversion.issues]
+    # A message or document the adapter converted only in part (an invalid BSN left out) is
+    # refused whole; a CSV extract's bad rows are left out and reported by line (issue 7).
+    if not conversion.ok and options.adapter != "csv":
+        return report
     try:
         result = await intake.submit(conversion)
     except GatewayError as error:

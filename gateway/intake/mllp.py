@@ -3,7 +3,8 @@
 Each framed message is converted (adapters.hl7v2) and stored through the gateway's service
 layer as the sending organisation; only then is it answered with an ACK ``AA``. A message the
 adapter refuses (malformed, unsupported type or version, unsafe) gets ``AR`` with an ERR
-segment, one the gateway cannot store ``AE``. No input ends the listener: a connection that
+segment; one it converts only in part (an invalid BSN left out) or the gateway cannot store
+gets ``AE``, and nothing of it is stored. No input ends the listener: a connection that
 misbehaves is closed, the others go on.
 """
 
@@ -50,6 +51,10 @@ class MllpListener:
             conversion = convert("hl7v2", message, self.source, validate=False)
         except AdapterError as error:
             return ack(message, "AR", error)
+        if not conversion.ok:  # the adapter left something out (an invalid BSN): store none
+            return ack(
+                message, "AE", "; ".join(str(i) for i in conversion.issues if i.severity == "error")
+            )
         try:
             await self.intake.submit(conversion)
         except GatewayError as error:

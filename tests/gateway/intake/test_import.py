@@ -90,6 +90,23 @@ def test_an_unsupported_message_is_rejected_and_the_others_still_imported(server
     assert reports[1]["status"] == "imported"
 
 
+def test_a_message_with_an_invalid_bsn_is_rejected_whole(server, hospitals, tmp_path):
+    text = (FIXTURES / "hl7v2" / "nl-adt-a01-bsn.hl7").read_text()
+    bad = tmp_path / "adt-invalid-bsn.hl7"
+    bad.write_text(text.replace("999911120", "999930001").replace("ADT000123", "ADT-ELF"))
+    with server.client(hospitals[0]) as fhir:
+        before = fhir.get("/Patient", params={"_summary": "count"}).json()["total"]
+    reports, status, _ = zorgbrug_import(server, "--adapter", "hl7v2", "--org", ORG, str(bad))
+    assert status == 1
+    [report] = reports
+    assert (report["status"], report["resources"]) == ("rejected", 0)
+    assert any("fails the elfproef" in i["message"] for i in report["issues"]), report
+    with server.client(hospitals[0]) as fhir:
+        found = fhir.get("/Patient", params={"identifier": f"{BSN}|999930001"}).json()
+        assert found["total"] == 0
+        assert fhir.get("/Patient", params={"_summary": "count"}).json()["total"] == before
+
+
 def test_a_synthea_export_reports_bad_rows_by_line_and_stores_the_good_ones(server, hospitals):
     reports, status, _ = zorgbrug_import(
         server, "--adapter", "csv", "--profile", "synthea", "--org", ORG, str(FIXTURES / "synthea")

@@ -143,6 +143,19 @@ def test_refused_messages_get_ar_with_an_err_segment_and_the_connection_goes_on(
     assert patients_with(server, sender, bsn) == 1
 
 
+def test_a_message_with_an_invalid_bsn_gets_ae_naming_it_and_stores_nothing(
+    server, sender, listener
+):
+    # The adapter would leave the BSN out and file the patient under the local number alone:
+    # a patient no other hospital can match. Refused, as the FHIR API refuses such a BSN.
+    with connect(listener) as connection:
+        answer = segments(exchange(connection, admission("CTRL-ELF", "999930001", "Elfproef")))
+    assert answer["MSA"][1:3] == ["AE", "CTRL-ELF"]
+    assert "PID-3" in answer["ERR"][-1] and "'999930001' fails the elfproef" in answer["ERR"][-1]
+    with server.client(sender) as fhir:
+        assert fhir.get("/Patient", params={"family": "Elfproef"}).json()["total"] == 0
+
+
 def test_a_sender_that_vanishes_mid_frame_stores_nothing_and_harms_no_one(server, sender, listener):
     [half, whole] = elfproef_bsns(2, start=126_000_000)
     message = admission("CTRL-HALF", half, "de Jong")
