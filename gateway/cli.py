@@ -421,12 +421,17 @@ def cmd_send(args: argparse.Namespace) -> int:
     from gateway.context import RequestContext, operator_for
     from gateway.exchange.compose import provide_document_bundle
     from gateway.exchange.iti65 import DocumentRecipient
+    from gateway.fhir.dutch_identifiers import is_valid_bsn
     from gateway.organizations import check_ura
     from gateway.service.bundles import BundleProcessor
 
     check_ura(args.org)
     for ura in args.to:
         check_ura(ura)
+    if not is_valid_bsn(args.patient):
+        raise ValueError(
+            f"--patient '{args.patient[:20]}' is not a valid BSN (it fails the elfproef)"
+        )
     path = Path(args.file)
     try:
         content = path.read_bytes()
