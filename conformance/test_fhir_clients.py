@@ -9,7 +9,7 @@ from fhirclient import client as smart_client
 from fhirclient.models.bundle import Bundle as SmartBundle
 from fhirclient.models.patient import Patient as SmartPatient
 from fhirpy import AsyncFHIRClient, SyncFHIRClient
-from harness import SmartAuth
+from harness import SmartAuth, unique_bsn
 
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 
@@ -54,7 +54,7 @@ def test_fhirclient_transaction(server):
         settings={"app_id": "zorgbrug-conformance", "api_base": server.fhir + "/"}
     )
     smart.server.session.headers["Authorization"] = f"Bearer {token(server)}"
-    bsn = uuid.uuid4().hex[:9]
+    bsn = unique_bsn()
     bundle = SmartBundle(
         {
             "type": "transaction",
