@@ -334,10 +334,24 @@ def _prefixed(error: GatewayError, where: str) -> GatewayError:
         return error
     error.diagnostics = f"{where}: {error.diagnostics}"
     error.issues = [
-        dataclasses.replace(i, diagnostics=f"{where}: {i.diagnostics}") for i in error.issues
+        dataclasses.replace(
+            i,
+            diagnostics=f"{where}: {i.diagnostics}",
+            expression=tuple(_within(where, e) for e in i.expression),
+        )
+        for i in error.issues
     ]
     error.args = (error.diagnostics,)
     return error
+
+
+def _within(where: str, expression: str) -> str:
+    """An entry's resource's element as a path from the Bundle: ``Patient.identifier[0]`` of
+    entry 1 is ``Bundle.entry[1].resource.identifier[0]``."""
+    head, dot, rest = expression.partition(".")
+    if not head[:1].isupper() or head == "Bundle":
+        return expression
+    return f"{where}.resource{dot}{rest}"
 
 
 def entry_interaction(entry: TransactionEntry) -> Interaction:

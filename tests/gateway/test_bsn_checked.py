@@ -97,7 +97,7 @@ def test_a_transaction_with_one_invalid_bsn_stores_nothing(fhir):
         ],
     }
     answer = fhir.post("", json=bundle)
-    refused(answer, "Patient.identifier[0]", INVALID)
+    refused(answer, "Bundle.entry[1].resource.identifier[0]", INVALID)
     assert count(fhir, "Patient", family=family) == 0
 
 
