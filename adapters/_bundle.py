@@ -42,6 +42,7 @@ class TransactionBuilder:
     def __init__(self, issues: IssueLog) -> None:
         self._issues = issues
         self._entries: list[dict[str, Any]] = []
+        self.sources: list[str] = []  # where each entry came from (Conversion.sources)
         self._by_condition: dict[tuple[str, str], str] = {}
         self._resources: dict[str, dict[str, Any]] = {}
 
@@ -91,6 +92,7 @@ class TransactionBuilder:
             self._by_condition[(resource_type, condition)] = full_url
             self._resources[full_url] = resource
         self._entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        self.sources.append(location)
         return full_url
 
     def add_patient(self, patient: dict[str, Any], *, location: str = "") -> str:

@@ -89,14 +89,18 @@ class Conversion:
 
     ``ok`` is False when any issue is an error: the Bundle is then incomplete (a row, a document
     or an identifier was left out) and the caller should refuse or NACK the input rather than
-    store a partial picture. ``validated`` tells whether every resource was checked against the
-    FHIR R4B models before this object was returned.
+    store a partial picture (a CSV extract, whose rows stand alone, may store its good rows).
+    ``validated`` tells whether every resource was checked against the FHIR R4B models before
+    this object was returned. ``sources`` tells, per Bundle entry, where in the input it came
+    from (``"patients.csv line 17"``; empty when not known), so that a refusal of an entry can
+    name the input.
     """
 
     adapter: str
     bundle: dict[str, Any]
     issues: list[ConversionIssue] = field(default_factory=list)
     validated: bool = False
+    sources: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

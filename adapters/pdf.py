@@ -232,4 +232,4 @@ def convert_pdf(data: bytes, source: SourceInfo) -> Conversion:
     elif language:
         issues.warning("metadata.language", f"{language!r} is not a language tag; left out")
     add_document(builder, document, [(data, "application/pdf", extra)], location="pdf")
-    return Conversion("pdf", builder.build(), issues.items)
+    return Conversion("pdf", builder.build(), issues.items, sources=builder.sources)

@@ -73,4 +73,4 @@ def convert_cda(data: bytes, source: SourceInfo) -> Conversion:
     else:
         issues.warning("/ClinicalDocument/component", "document without a body")
     add_document(builder, document, contents, location="/ClinicalDocument/id")
-    return Conversion("cda", builder.build(), issues.items)
+    return Conversion("cda", builder.build(), issues.items, sources=builder.sources)

@@ -185,4 +185,4 @@ def _convert(
                 url = builder.add(resource, identifier=key, location=row.location)
             if key and len(table.id_columns) == 1:
                 run.row_urls.setdefault(table.resource, {})[key["value"]] = url
-    return Conversion("csv", builder.build(), issues.items)
+    return Conversion("csv", builder.build(), issues.items, sources=builder.sources)

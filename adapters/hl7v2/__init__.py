@@ -65,4 +65,4 @@ def convert_hl7v2(data: bytes, source: SourceInfo) -> Conversion:
         issues.warning(location, note)
     builder = TransactionBuilder(issues)
     mapper[1](V2Context(message, source, issues, builder))
-    return Conversion("hl7v2", builder.build(), issues.items)
+    return Conversion("hl7v2", builder.build(), issues.items, sources=builder.sources)

@@ -3,6 +3,8 @@ transaction, in one database transaction either way."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ import orjson
 
 from adapters import Conversion
 from gateway.context import Actor, RequestContext
+from gateway.errors import GatewayError
 from gateway.exchange import mhd
 from gateway.exchange.compose import URA_OID
 from gateway.exchange.iti65 import DocumentRecipient
@@ -62,17 +65,22 @@ class Intake:
         has_documents = any(
             e.get("resource", {}).get("resourceType") == "DocumentReference" for e in entries
         )
-        if has_documents:
-            answer = await self.documents.provide(
-                self.ctx, self._as_provide_bundle(bundle), with_data=True
-            )
-        else:
-            if self.recipients:
-                result.notes.append(
-                    "only documents are addressed to other organisations; this data is stored "
-                    "for consent-based access"
+        try:
+            if has_documents:
+                answer = await self.documents.provide(
+                    self.ctx, self._as_provide_bundle(bundle), with_data=True
                 )
-            answer = await self.bundles.process(self.ctx, bundle)
+            else:
+                if self.recipients:
+                    result.notes.append(
+                        "only documents are addressed to other organisations; this data is "
+                        "stored for consent-based access"
+                    )
+                answer = await self.bundles.process(self.ctx, bundle)
+        except GatewayError as error:
+            # The provide bundle starts with the SubmissionSet that _as_provide_bundle adds.
+            sources = ["", *conversion.sources] if has_documents else conversion.sources
+            raise _at_source(error, sources) from None
         for entry in orjson.loads(answer).get("entry", []):
             status = str(entry.get("response", {}).get("status", ""))
             if status.startswith("201"):
@@ -116,3 +124,23 @@ class Intake:
             },
         )
         return bundle | {"entry": entries}
+
+
+_ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+def _at_source(error: GatewayError, sources: list[str]) -> GatewayError:
+    """The gateway's refusal of an entry, naming where in the input the entry came from
+    (``patienten.csv line 6: Bundle.entry[4]: …``)."""
+    found = _ENTRY.match(error.diagnostics)
+    position = int(found.group(1)) if found else -1
+    source = sources[position] if 0 <= position < len(sources) else ""
+    if not source:
+        return error
+    error.diagnostics = f"{source}: {error.diagnostics}"
+    error.issues = [
+        dataclasses.replace(issue, diagnostics=f"{source}: {issue.diagnostics}")
+        for issue in error.issues
+    ]
+    error.args = (error.diagnostics,)
+    return error

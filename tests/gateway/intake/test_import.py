@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import FHIR_EXAMPLES, SHARED_DATA
+from harness import FHIR_EXAMPLES, SHARED_DATA, unique_bsn
 
 FIXTURES = Path(__file__).resolve().parents[2] / "adapters" / "fixtures"
 HL7 = SHARED_DATA / "hl7v2" / "microsoft-fhir-converter"
@@ -105,6 +105,49 @@ def test_a_message_with_an_invalid_bsn_is_rejected_whole(server, hospitals, tmp_
         found = fhir.get("/Patient", params={"identifier": f"{BSN}|999930001"}).json()
         assert found["total"] == 0
         assert fhir.get("/Patient", params={"_summary": "count"}).json()["total"] == before
+
+
+HOSPITAL_PROFILE = """
+name = "ziekenhuis-test"
+delimiter = ";"
+
+[tables.patienten]
+file = "patienten.csv"
+resource = "Patient"
+id = "PATNR"
+
+[[tables.patienten.identifiers]]
+column = "BSN"
+system = "bsn"
+
+[tables.patienten.fields]
+family = "ACHTERNAAM"
+"""
+
+
+def test_an_entry_the_gateway_refuses_is_named_by_its_line_in_the_extract(
+    server, hospitals, tmp_path
+):
+    good, twice = unique_bsn(), unique_bsn()
+    with server.client(hospitals[0]) as fhir:
+        for _ in range(2):  # two records of one BSN: a create conditional on it cannot choose
+            patient = {"resourceType": "Patient", "identifier": [{"system": BSN, "value": twice}]}
+            assert fhir.post("/Patient", json=patient).status_code == 201
+    profile = tmp_path / "hospital.toml"
+    profile.write_text(HOSPITAL_PROFILE, encoding="utf-8")
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    rows = f"PATNR;BSN;ACHTERNAAM\n2001;{good};Goed\n2002;{twice};Dubbel\n"
+    (extract / "patienten.csv").write_text(rows, encoding="utf-8")
+    reports, status, _ = zorgbrug_import(
+        server, "--adapter", "csv", "--profile", str(profile), "--org", ORG, str(extract)
+    )
+    assert status == 1
+    [report] = reports
+    assert report["status"] == "rejected"
+    refusals = [i["message"] for i in report["issues"] if i["location"] == "gateway"]
+    assert refusals[0].startswith("patienten.csv line 3: Bundle.entry[1]: "), refusals
+    assert "more than one" in refusals[0]
 
 
 def test_a_synthea_export_reports_bad_rows_by_line_and_stores_the_good_ones(server, hospitals):
