@@ -72,6 +72,8 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> dict[s
     return resource
 
 
+_FHIR_STRING = "[ \r\n\t\\S]+"  # the pattern of FHIR's string type: one character or more
+_ESCAPED = str.maketrans({"\r": "\\r", "\n": "\\n", "\t": "\\t"})
 _LARGE_DATA = 64 * 1024
 _STAND_IN = "AAAA"  # valid base64 (three zero bytes)
 
@@ -124,5 +126,11 @@ def _issues_from_pydantic(resource_type: str, exc: ValidationError) -> list[Issu
             message = "Unknown element"
         elif kind == "missing":
             message = "Required element is missing"
+        elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == (
+            _FHIR_STRING
+        ):
+            message = "is empty (a FHIR string has at least one character)"
+        # Patterns hold control characters ('[ \r\n\t\S]+'): never raw in a message.
+        message = message.translate(_ESCAPED)
         issues.append(Issue(f"{path}: {message}", "structure", "error", (path,)))
     return issues

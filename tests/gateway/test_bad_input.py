@@ -99,6 +99,15 @@ def test_invalid_elements_are_named(fhir):
     outcome(fhir.post("/Patient", json={"resourceType": "Patient", "gender": "unknownish"}), 400)
 
 
+def test_an_empty_string_is_named_as_empty(fhir):
+    sent = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": ""}]}
+    issue = outcome(fhir.post("/Patient", json=sent), 400)["issue"][0]
+    assert issue["expression"] == ["Patient.identifier[0].value"]
+    assert issue["diagnostics"].endswith(
+        "Patient.identifier[0].value: is empty (a FHIR string has at least one character)"
+    )
+
+
 def test_unsupported_media_types(fhir):
     outcome(fhir.post("/Patient", content=b"name=x", headers={"Content-Type": "text/plain"}), 415)
     outcome(fhir.get("/metadata", headers={"Accept": "text/csv"}), 406)
