@@ -12,7 +12,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.api.auth_routes import bearer_actor, smart_configuration
-from gateway.api.negotiation import accepts, fhir_response, resource_response, wants_resource
+from gateway.api.negotiation import (
+    accepts,
+    fhir_response,
+    resource_response,
+    wanted_format,
+    wants_resource,
+)
 from gateway.content import PreparedBlob
 from gateway.context import RequestContext
 from gateway.errors import BadRequest, NotAcceptable, PayloadTooLarge
@@ -76,11 +82,18 @@ def _prefer(request: Request) -> dict[str, str]:
     return prefer
 
 
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+
 async def context(request: Request) -> RequestContext:
     """The request context of an authenticated request (401 without a valid token)."""
     prefer = _prefer(request)
+    actor = await bearer_actor(request)
+    if request.method in _WRITES and prefer.get("return") != "minimal":
+        # Negotiated before the write: a 406 after it would invite the client to write again.
+        wanted_format(request)
     return RequestContext(
-        actor=await bearer_actor(request),
+        actor=actor,
         base_url=fhir_base(request),
         request_id=request.state.request_id,
         strict_handling=prefer.get("handling") == "strict",
@@ -345,7 +358,7 @@ async def update_conditional(request: Request, res_type: str) -> Response:
         raise BadRequest("PUT on a type needs search parameters (a conditional update)")
     resource = await resource_body(request)
     result = await request.app.state.service.update_conditional(
-        ctx, res_type, request.url.query, resource
+        ctx, res_type, request.url.query, resource, if_match=request.headers.get("if-match")
     )
     return resource_response(
         request,

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from lxml import etree
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from gateway.errors import BadRequest, InvalidResource, NotAcceptable, UnsupportedMediaType
 from gateway.fhir.validation import model_class, parse_json
@@ -119,7 +120,14 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
         ) from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidResource(f"Invalid {resource_type} XML: {exc}") from None
-    resource: dict[str, Any] = orjson.loads(model.model_dump_json(exclude_none=True))
+    except RecursionError:  # the models recurse per level, below the parser's depth limit
+        raise InvalidResource(f"Invalid {resource_type} XML: nested too deeply") from None
+    try:
+        resource: dict[str, Any] = orjson.loads(model.model_dump_json(exclude_none=True))
+    except orjson.JSONDecodeError as exc:  # a number out of JSON's range, such as 1e400
+        raise InvalidResource(f"Invalid {resource_type} XML: {exc}") from None
+    except PydanticSerializationError:  # the models recursed too deep writing it out
+        raise InvalidResource(f"Invalid {resource_type} XML: nested too deeply") from None
     return resource
 
 

@@ -52,6 +52,10 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> dict[s
         cls.model_validate(_small_data(resource))
     except ValidationError as exc:
         issues.extend(_issues_from_pydantic(resource_type, exc))
+    except RecursionError:  # the models recurse per level: ~130 levels of nesting exhaust them
+        raise InvalidResource(
+            f"Invalid {resource_type}: its elements are nested too deeply to be checked"
+        ) from None
     except (ValueError, TypeError) as exc:  # a few model validators raise plain errors
         issues.append(
             Issue(f"Invalid {resource_type}: {exc}", "structure", "error", (resource_type,))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy.engine import Connection
 
@@ -24,6 +25,7 @@ from gateway.service.resources import ResourceResult, ResourceService, check_id,
 from gateway.store.keys import new_key
 from gateway.store.repository import ConsentColumns
 
+log = logging.getLogger("zorgbrug.bundles")
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
@@ -98,11 +100,18 @@ class BundleProcessor:
         with ``urn:uuid:`` and other full URLs rewritten to the ids they get."""
         seen: set[str] = set()
         for entry in entries:
-            if entry.res_id and entry.method in ("PUT", "DELETE"):
+            if entry.method not in ("PUT", "DELETE"):
+                continue
+            if entry.res_id:
                 identity = f"{entry.res_type}/{entry.res_id}"
-                if identity in seen:
-                    raise BadRequest(f"Bundle.entry[{entry.position}]: {identity} appears twice")
-                seen.add(identity)
+            elif entry.query is not None:  # one condition names one resource
+                query = urlencode(sorted(parse_qsl(entry.query, keep_blank_values=True)))
+                identity = f"{entry.res_type}?{query}"
+            else:
+                continue
+            if identity in seen:
+                raise BadRequest(f"Bundle.entry[{entry.position}]: {identity} appears twice")
+            seen.add(identity)
         service = self.service
         mapping: dict[str, str] = {}
         matched: set[int] = set()
@@ -162,7 +171,7 @@ class BundleProcessor:
         elif entry.method == "PUT" and entry.res_id is None:  # a batch's conditional update
             assert entry.resource is not None and entry.query is not None
             entry.result = service.update_conditional_in(
-                conn, ctx, entry.res_type, entry.query, entry.resource
+                conn, ctx, entry.res_type, entry.query, entry.resource, if_match=entry.if_match
             )
         elif entry.method == "PUT":
             assert entry.resource is not None and entry.res_id is not None
@@ -199,7 +208,17 @@ class BundleProcessor:
                     functools.partial(self.parse_entry, ctx, position, raw),
                 )
                 await self._batch_entry(ctx, entry)
-            except GatewayError as error:
+            except Exception as error:  # entries stand alone: one failing stops no other
+                if not isinstance(error, GatewayError):
+                    log.error(
+                        "batch entry %d of request %s failed",
+                        position,
+                        ctx.request_id,
+                        exc_info=error,
+                    )
+                    error = GatewayError(
+                        f"Internal error; quote request id {ctx.request_id} to the operator"
+                    )
                 entry = TransactionEntry(
                     position, "GET", "", None, None, None, None, None, None, None
                 )
@@ -244,6 +263,17 @@ class BundleProcessor:
                 raise BadRequest(f"{where}: PUT needs Type/id or a conditional Type?query")
             if method == "PUT" and res_id is not None:
                 check_id(res_id)
+        for name in ("ifNoneExist", "ifMatch"):
+            if request.get(name) is not None and not isinstance(request[name], str):
+                raise BadRequest(
+                    f"{where}.request.{name} must be a string",
+                    expression=[f"{where}.request.{name}"],
+                )
+        if version is not None and method in ("PUT", "DELETE"):
+            raise BadRequest(
+                f"{where}: {method} goes to the resource, not to one of its versions ('{url}')",
+                expression=[f"{where}.request.url"],
+            )
         full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None
         return TransactionEntry(
             position,

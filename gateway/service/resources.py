@@ -699,6 +699,12 @@ class ResourceService:
         if not params:
             raise BadRequest("A conditional request needs search parameters", code="value")
         query = self.parse_query(ctx, res_type, params, strict=True)
+        if not query.criteria:  # _count, _format, _sort…: a condition every resource meets
+            raise BadRequest(
+                f"The condition '{condition[:200]}' selects nothing: a conditional request needs "
+                "search parameters, not only result parameters",
+                code="value",
+            )
         query.count, query.offset = 2, 0
         rows = (conn.execute(page_statement(query, self.ownership(ctx)))).all()
         if len(rows) > 1 and not first:
@@ -1230,14 +1236,23 @@ class ResourceService:
         )
 
     async def update_conditional(
-        self, ctx: RequestContext, res_type: str, condition: str, resource: Any
+        self,
+        ctx: RequestContext,
+        res_type: str,
+        condition: str,
+        resource: Any,
+        *,
+        if_match: str | None = None,
     ) -> ResourceResult:
-        """Update the one resource matching ``condition``, or create it when none matches."""
+        """Update the one resource matching ``condition``, or create it when none matches;
+        with ``if_match``, only the version it names (412 otherwise, also when none matches)."""
         interaction = Interaction("update", res_type[:64], query=f"PUT {res_type}?{condition}")
         await self.precheck(ctx, interaction, functools.partial(checked, resource, res_type))
         return await self.in_write(
             ctx,
-            lambda conn: self.update_conditional_in(conn, ctx, res_type, condition, resource),
+            lambda conn: self.update_conditional_in(
+                conn, ctx, res_type, condition, resource, if_match=if_match
+            ),
             interaction,
         )
 
@@ -1248,6 +1263,8 @@ class ResourceService:
         res_type: str,
         condition: str,
         resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
     ) -> ResourceResult:
         """``update_conditional`` in the caller's transaction (also a batch entry's)."""
         body_id = resource.get("id")
@@ -1261,7 +1278,7 @@ class ResourceService:
                 )
             res_id = found.res_id
         resource["id"] = res_id
-        return self.update_in(conn, ctx, res_type, res_id, resource)
+        return self.update_in(conn, ctx, res_type, res_id, resource, if_match=if_match)
 
     async def delete_conditional(
         self, ctx: RequestContext, res_type: str, condition: str
