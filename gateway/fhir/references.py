@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -38,3 +39,20 @@ def full_url_aliases(full_url: str) -> list[str]:
         if len(parts) >= 5 and parts[-2][:1].isupper():
             aliases.append(f"{parts[-2]}/{parts[-1]}")
     return aliases
+
+
+def local_references(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, value) of every ``Reference.reference`` that can only name an entry of the
+    Bundle it is in (``urn:uuid:…``); not inside nested Bundles."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key == "reference" and isinstance(value, str) and value.startswith("urn:uuid:"):
+                yield where, value
+            elif isinstance(value, list | dict) and not (
+                isinstance(value, dict) and value.get("resourceType") == "Bundle"
+            ):
+                yield from local_references(value, where)
+    elif isinstance(node, list):
+        for position, value in enumerate(node):
+            yield from local_references(value, f"{path}[{position}]")

@@ -19,7 +19,7 @@ from gateway.content import PreparedBlob
 from gateway.context import RequestContext
 from gateway.errors import BadRequest, GatewayError
 from gateway.fhir.bundles import BundleEntry, bundle_bytes
-from gateway.fhir.references import full_url_aliases, rewrite_references
+from gateway.fhir.references import full_url_aliases, local_references, rewrite_references
 from gateway.fhir.validation import validate_resource
 from gateway.service.resources import ResourceResult, ResourceService, check_id, check_type
 from gateway.store.keys import new_key
@@ -84,7 +84,9 @@ class BundleProcessor:
         entries = await self.service.precheck(
             ctx,
             interaction,
-            lambda: [self.parse_entry(ctx, i, e) for i, e in enumerate(raw_entries)],
+            lambda: _check_local_references(
+                [self.parse_entry(ctx, i, e) for i, e in enumerate(raw_entries)]
+            ),
         )
         await self.service.in_write(
             ctx, lambda conn: self.run_transaction(conn, ctx, entries), interaction
@@ -373,6 +375,32 @@ def _prefixed(error: GatewayError, where: str) -> GatewayError:
     ]
     error.args = (error.diagnostics,)
     return error
+
+
+def _check_local_references(entries: list[TransactionEntry]) -> list[TransactionEntry]:
+    """A transaction's entries, once every fullUrl is its entry's alone and every reference
+    to a ``urn:uuid:`` names an entry: otherwise one would be stored pointing nowhere, or at
+    whichever entry came last."""
+    first: dict[str, int] = {}
+    for entry in entries:
+        if entry.full_url is None:
+            continue
+        if entry.full_url in first:
+            raise BadRequest(
+                f"Bundle.entry[{entry.position}].fullUrl {entry.full_url} is that of "
+                f"Bundle.entry[{first[entry.full_url]}] too",
+                expression=[f"Bundle.entry[{entry.position}].fullUrl"],
+            )
+        first[entry.full_url] = entry.position
+    known = {alias for url in first for alias in full_url_aliases(url)}
+    for entry in entries:
+        for path, value in local_references(entry.resource):
+            if value not in known:
+                where = f"Bundle.entry[{entry.position}].resource{path}"
+                raise BadRequest(
+                    f"{where}: '{value[:100]}' names no entry of the bundle", expression=[where]
+                )
+    return entries
 
 
 def _within(where: str, expression: str) -> str:

@@ -166,3 +166,29 @@ def test_a_write_to_a_version_url_is_refused(fhir, method):
     resource = created if method == "PUT" else None
     assert statuses(fhir.post("", json=bundle("batch", entry(resource, method, url)))) == ["400"]
     assert fhir.get(f"/Patient/{created['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_a_transaction_with_one_full_url_twice_is_refused(fhir):
+    family = f"Dup{unique()}"
+    url = "urn:uuid:2f0b7e51-0c7a-4d5e-9a51-6f0c2b3e4d5f"
+    twice = [entry(patient(family), "POST", "Patient") | {"fullUrl": url} for _ in range(2)]
+    answer = fhir.post("", json=bundle("transaction", *twice))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["issue"][0]["expression"] == ["Bundle.entry[1].fullUrl"]
+    assert total(fhir, "Patient", family=family) == 0
+
+
+def test_a_transaction_referring_to_no_entry_of_it_is_refused(fhir):
+    code = unique()
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "urn:edge", "code": code}]},
+        "subject": {"reference": "urn:uuid:7d1e0c55-3b9a-4f6e-8c2d-1a2b3c4d5e6f"},
+    }
+    answer = fhir.post("", json=bundle("transaction", entry(observation, "POST", "Observation")))
+    assert answer.status_code == 400, answer.text
+    issue = answer.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[0].resource.subject.reference"]
+    assert "names no entry of the bundle" in issue["diagnostics"]
+    assert total(fhir, "Observation", code=f"urn:edge|{code}") == 0
