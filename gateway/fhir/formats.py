@@ -92,7 +92,12 @@ def parse_body(body: bytes | bytearray, fmt: str) -> Any:
 
 
 _XML_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
 )
 
 
@@ -108,6 +113,7 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
     if not isinstance(root.tag, str) or not root.tag.startswith(_FHIR_NS):
         raise InvalidResource("The XML root is not in the FHIR namespace http://hl7.org/fhir")
     resource_type = root.tag[len(_FHIR_NS) :]
+    _refuse_text_values(root)
     cls = model_class(resource_type)
     try:
         model = cls.model_validate_xml(body, xmlparser=_XML_PARSER)
@@ -129,6 +135,26 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
     except PydanticSerializationError:  # the models recursed too deep writing it out
         raise InvalidResource(f"Invalid {resource_type} XML: nested too deeply") from None
     return resource
+
+
+def _refuse_text_values(root: Any) -> None:
+    """FHIR XML gives every value in a ``value`` attribute; text inside a FHIR element (not in
+    the XHTML narrative) would be dropped by the models without a word, so it is refused."""
+    for element in root.iter():
+        if (
+            isinstance(element.tag, str)
+            and element.tag.startswith(_FHIR_NS)
+            and element.text
+            and element.text.strip()
+        ):
+            path = ".".join(
+                e.tag[len(_FHIR_NS) :] for e in (*reversed(list(element.iterancestors())), element)
+            )
+            raise InvalidResource(
+                f"{path}: FHIR XML gives a value in its value attribute, not as text "
+                f"('{element.text.strip()[:40]}')",
+                expression=[path],
+            )
 
 
 def json_to_xml(content: bytes) -> bytes:

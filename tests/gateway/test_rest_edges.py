@@ -192,3 +192,22 @@ def test_a_transaction_referring_to_no_entry_of_it_is_refused(fhir):
     assert issue["expression"] == ["Bundle.entry[0].resource.subject.reference"]
     assert "names no entry of the bundle" in issue["diagnostics"]
     assert total(fhir, "Observation", code=f"urn:edge|{code}") == 0
+
+
+XML = {"Content-Type": "application/fhir+xml"}
+
+
+def test_xml_with_a_processing_instruction_is_read_and_a_value_as_text_refused(fhir):
+    family = f"Xml{unique()}"
+    with_pi = (
+        f'<Patient xmlns="http://hl7.org/fhir"><?editor keep?><name><family value="{family}"/>'
+        "</name></Patient>"
+    ).encode()
+    assert fhir.post("/Patient", content=with_pi, headers=XML).status_code == 201
+    as_text = (
+        f'<Patient xmlns="http://hl7.org/fhir"><name><family>{family}</family></name></Patient>'
+    ).encode()
+    refused = fhir.post("/Patient", content=as_text, headers=XML)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["issue"][0]["expression"] == ["Patient.name.family"]
+    assert total(fhir, "Patient", family=family) == 1  # the first only: nothing dropped silently
