@@ -221,31 +221,8 @@ def test_older_synthea_column_sets_are_understood(synthea: SourceInfo) -> None:
     assert any("CATEGORY" in i.message for i in conversion.issues if i.severity == "information")
 
 
-def test_a_hospital_profile_can_carry_the_bsn_and_local_formats(tmp_path: Path) -> None:
-    profile = tmp_path / "hospital.toml"
-    profile.write_text(
-        """
-name = "ziekenhuis-test"
-delimiter = ";"
-encoding = "cp1252"
-
-[tables.patienten]
-file = "patienten.csv"
-resource = "Patient"
-id = "PATNR"
-
-[[tables.patienten.identifiers]]
-column = "BSN"
-system = "bsn"
-
-[tables.patienten.fields]
-family = "ACHTERNAAM"
-given = "VOORNAAM"
-birth_date = { column = "GEBDAT", format = "%d-%m-%Y" }
-gender = { column = "GESLACHT", map = { M = "male", V = "female" } }
-""",
-        encoding="utf-8",
-    )
+def test_a_hospital_profile_can_carry_the_bsn_and_local_formats() -> None:
+    profile = FIXTURES / "hospital-csv" / "hospital.toml"
     rows = "PATNR;BSN;ACHTERNAAM;VOORNAAM;GEBDAT;GESLACHT\n1001;999911120;Dijkstra;Ren\u00e9e;15-03-1975;V\n1002;123456789;Bos;Jan;01-01-1960;M\n"
     source = SourceInfo(organization=URA, profile=str(profile))
     conversion = convert_csv_files({"patienten.csv": rows.encode("cp1252")}, source)

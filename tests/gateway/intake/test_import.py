@@ -107,24 +107,6 @@ def test_a_message_with_an_invalid_bsn_is_rejected_whole(server, hospitals, tmp_
         assert fhir.get("/Patient", params={"_summary": "count"}).json()["total"] == before
 
 
-HOSPITAL_PROFILE = """
-name = "ziekenhuis-test"
-delimiter = ";"
-
-[tables.patienten]
-file = "patienten.csv"
-resource = "Patient"
-id = "PATNR"
-
-[[tables.patienten.identifiers]]
-column = "BSN"
-system = "bsn"
-
-[tables.patienten.fields]
-family = "ACHTERNAAM"
-"""
-
-
 def test_an_entry_the_gateway_refuses_is_named_by_its_line_in_the_extract(
     server, hospitals, tmp_path
 ):
@@ -133,11 +115,11 @@ def test_an_entry_the_gateway_refuses_is_named_by_its_line_in_the_extract(
         for _ in range(2):  # two records of one BSN: a create conditional on it cannot choose
             patient = {"resourceType": "Patient", "identifier": [{"system": BSN, "value": twice}]}
             assert fhir.post("/Patient", json=patient).status_code == 201
-    profile = tmp_path / "hospital.toml"
-    profile.write_text(HOSPITAL_PROFILE, encoding="utf-8")
+    profile = FIXTURES / "hospital-csv" / "hospital.toml"
     extract = tmp_path / "extract"
     extract.mkdir()
-    rows = f"PATNR;BSN;ACHTERNAAM\n2001;{good};Goed\n2002;{twice};Dubbel\n"
+    header = "PATNR;BSN;ACHTERNAAM;VOORNAAM;GEBDAT;GESLACHT"
+    rows = f"{header}\n2001;{good};Goed;Jan;01-01-1960;M\n2002;{twice};Dubbel;Ria;02-02-1962;V\n"
     (extract / "patienten.csv").write_text(rows, encoding="utf-8")
     reports, status, _ = zorgbrug_import(
         server, "--adapter", "csv", "--profile", str(profile), "--org", ORG, str(extract)
