@@ -21,7 +21,7 @@ from gateway.api.negotiation import (
 )
 from gateway.content import PreparedBlob
 from gateway.context import RequestContext
-from gateway.errors import BadRequest, NotAcceptable, PayloadTooLarge
+from gateway.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from gateway.exchange.mhd import is_provide_bundle
 from gateway.fhir.dates import instant
 from gateway.fhir.dutch_identifiers import BSN, normalized_system
@@ -103,13 +103,25 @@ async def context(request: Request) -> RequestContext:
     )
 
 
-async def read_body(request: Request) -> bytearray:
-    """The body, refused with 413 as soon as it passes the configured limit; gathered in one
-    buffer (a list of chunks joined at the end held a large body twice)."""
-    limit = request.app.state.settings.max_body_bytes
+def _body_limit(request: Request) -> int:
+    """The size limit of a body about to be read, refused at once when its declared length
+    passes it (413) or it comes compressed (415: read as it is, it would be garbage)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding[:40]}' is not supported; send the body uncompressed"
+        )
+    limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}")
+    return limit
+
+
+async def read_body(request: Request) -> bytearray:
+    """The body, refused with 413 as soon as it passes the configured limit; gathered in one
+    buffer (a list of chunks joined at the end held a large body twice)."""
+    limit = _body_limit(request)
     body = bytearray()
     async for chunk in request.stream():
         if len(body) + len(chunk) > limit:
@@ -324,10 +336,7 @@ async def create_binary(request: Request) -> Response:
     if not content_type or is_fhir_media_type(content_type):
         return await create(request, "Binary")
     ctx = await context(request)
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {limit}")
+    limit = _body_limit(request)
     content = PreparedBlob(ctx.actor.organization)
     async for chunk in request.stream():
         content.write(chunk)

@@ -3,6 +3,8 @@ a write on the wrong resource. Each is now the client's error, and nothing is ha
 
 from __future__ import annotations
 
+import gzip
+import json
 from typing import Any
 
 import pytest
@@ -211,3 +213,20 @@ def test_xml_with_a_processing_instruction_is_read_and_a_value_as_text_refused(f
     assert refused.status_code == 400, refused.text
     assert refused.json()["issue"][0]["expression"] == ["Patient.name.family"]
     assert total(fhir, "Patient", family=family) == 1  # the first only: nothing dropped silently
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_compressed_body_is_refused_as_unsupported(fhir, encoding):
+    family = f"Zip{unique()}"
+    raw = json.dumps(patient(family)).encode()
+    body = gzip.compress(raw) if encoding == "gzip" else raw
+    answer = fhir.post("/Patient", content=body, headers=JSON | {"Content-Encoding": encoding})
+    assert answer.status_code == 415, answer.text
+    assert f"Content-Encoding '{encoding}' is not supported" in answer.text
+    pdf = fhir.post(
+        "/Binary",
+        content=b"%PDF-1.4 x",
+        headers={"Content-Type": "application/pdf", "Content-Encoding": encoding},
+    )
+    assert pdf.status_code == 415, pdf.text
+    assert total(fhir, "Patient", family=family) == 0
