@@ -252,7 +252,8 @@ class BundleProcessor:
         url = request.get("url")
         if not isinstance(url, str) or not url:
             raise BadRequest(f"{where}.request.url is missing", expression=[f"{where}.request.url"])
-        res_type, res_id, version, query = _parse_url(ctx, url, where)
+        with _entry_errors(position):  # the type's own check names no entry
+            res_type, res_id, version, query = _parse_url(ctx, url, where)
         resource = raw.get("resource")
         if method in ("POST", "PUT"):
             try:

@@ -230,3 +230,11 @@ def test_a_compressed_body_is_refused_as_unsupported(fhir, encoding):
     )
     assert pdf.status_code == 415, pdf.text
     assert total(fhir, "Patient", family=family) == 0
+
+
+def test_an_entry_of_an_unknown_type_is_named_by_its_entry(fhir):
+    unknown = bundle("transaction", entry(None, "GET", "metadata"))
+    answer = fhir.post("", json=unknown)
+    assert answer.status_code == 404, answer.text
+    diagnostics = answer.json()["issue"][0]["diagnostics"]
+    assert diagnostics == "Bundle.entry[0]: Unknown resource type 'metadata'"
