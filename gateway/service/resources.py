@@ -1175,10 +1175,14 @@ class ResourceService:
                 )
         if if_match is not None:
             expected = parse_etag(if_match)
-            if previous is None or previous.deleted or previous.version != expected:
-                have = "none" if previous is None else f'W/"{previous.version}"'
+            if previous is None or previous.deleted:
+                state = "does not exist" if previous is None else "is deleted"
                 raise PreconditionFailed(
-                    f'{res_type}/{res_id} is at version {have}, not W/"{expected}"'
+                    f'{res_type}/{res_id} {state}: there is no version W/"{expected}" to update'
+                )
+            if previous.version != expected:
+                raise PreconditionFailed(
+                    f'{res_type}/{res_id} is at version W/"{previous.version}", not W/"{expected}"'
                 )
         if previous is None:
             return self._insert(conn, ctx, res_type, res_id, resource, client_id=True)

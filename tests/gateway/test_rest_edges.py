@@ -238,3 +238,13 @@ def test_an_entry_of_an_unknown_type_is_named_by_its_entry(fhir):
     assert answer.status_code == 404, answer.text
     diagnostics = answer.json()["issue"][0]["diagnostics"]
     assert diagnostics == "Bundle.entry[0]: Unknown resource type 'metadata'"
+
+
+def test_if_match_on_a_deleted_resource_says_it_is_deleted(fhir):
+    created = fhir.post("/Patient", json=patient(f"Gone{unique()}")).json()
+    assert fhir.delete(f"/Patient/{created['id']}").status_code == 204
+    body = patient("Back") | {"id": created["id"]}
+    stale = fhir.put(f"/Patient/{created['id']}", json=body, headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412, stale.text
+    diagnostics = stale.json()["issue"][0]["diagnostics"]
+    assert diagnostics == f'Patient/{created["id"]} is deleted: there is no version W/"2" to update'
