@@ -21,7 +21,8 @@ Tree::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -70,6 +71,23 @@ class GatewayError(Exception):
     def outcome(self) -> dict[str, Any]:
         """The OperationOutcome resource describing this error."""
         return operation_outcome(self.issues)
+
+    def prefixed(self, where: str, expression: Callable[[str], str] | None = None) -> GatewayError:
+        """This error, its diagnostics and issues led by ``where`` (the bundle entry or input
+        line it came from), each issue's expressions mapped by ``expression`` when given."""
+        self.diagnostics = f"{where}: {self.diagnostics}"
+        self.issues = [
+            dataclasses.replace(
+                issue,
+                diagnostics=f"{where}: {issue.diagnostics}",
+                expression=tuple(map(expression, issue.expression))
+                if expression
+                else issue.expression,
+            )
+            for issue in self.issues
+        ]
+        self.args = (self.diagnostics,)
+        return self
 
 
 class AuditUnavailable(GatewayError):

@@ -3,7 +3,6 @@ transaction, in one database transaction either way."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -135,12 +134,4 @@ def _at_source(error: GatewayError, sources: list[str]) -> GatewayError:
     found = _ENTRY.match(error.diagnostics)
     position = int(found.group(1)) if found else -1
     source = sources[position] if 0 <= position < len(sources) else ""
-    if not source:
-        return error
-    error.diagnostics = f"{source}: {error.diagnostics}"
-    error.issues = [
-        dataclasses.replace(issue, diagnostics=f"{source}: {issue.diagnostics}")
-        for issue in error.issues
-    ]
-    error.args = (error.diagnostics,)
-    return error
+    return error.prefixed(source) if source else error

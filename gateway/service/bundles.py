@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import uuid
@@ -365,17 +364,7 @@ def _entry_errors(position: int) -> Iterator[None]:
 def _prefixed(error: GatewayError, where: str) -> GatewayError:
     if error.diagnostics.startswith("Bundle.entry["):
         return error
-    error.diagnostics = f"{where}: {error.diagnostics}"
-    error.issues = [
-        dataclasses.replace(
-            i,
-            diagnostics=f"{where}: {i.diagnostics}",
-            expression=tuple(_within(where, e) for e in i.expression),
-        )
-        for i in error.issues
-    ]
-    error.args = (error.diagnostics,)
-    return error
+    return error.prefixed(where, lambda expression: _within(where, expression))
 
 
 def _check_local_references(entries: list[TransactionEntry]) -> list[TransactionEntry]:
