@@ -40,8 +40,8 @@ def invalid_bsns(resource: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _checked_identifiers(resource: dict[str, Any], *, rewrite: bool) -> list[tuple[str, str]]:
-    invalid: list[tuple[str, str]] = []
-    for path, identifier in _identifiers(resource, resource.get("resourceType", "")):
+    invalid: list[dict[str, Any]] = []
+    for identifier in _identifiers(resource):
         system = identifier.get("system")
         if isinstance(system, str) and system in LEGACY_SYSTEMS:
             system = LEGACY_SYSTEMS[system]
@@ -49,8 +49,15 @@ def _checked_identifiers(resource: dict[str, Any], *, rewrite: bool) -> list[tup
                 identifier["system"] = system
         value = identifier.get("value")
         if system == BSN and isinstance(value, str) and not is_valid_bsn(value):
-            invalid.append((path, value))
-    return invalid
+            invalid.append(identifier)
+    if not invalid:
+        return []
+    wanted = {id(identifier) for identifier in invalid}  # reported in document order
+    return [
+        (path, node["value"])
+        for path, node in _with_paths(resource, resource.get("resourceType", ""))
+        if id(node) in wanted
+    ]
 
 
 def bsn_of(resource: dict[str, Any]) -> str | None:
@@ -62,18 +69,39 @@ def bsn_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _identifiers(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Identifier: elements named ``identifier`` or ``…Identifier`` (``masterIdentifier``,
-    an extension's ``valueIdentifier``), ``Reference.identifier`` among them."""
-    if isinstance(node, dict):
+    an extension's ``valueIdentifier``), ``Reference.identifier`` among them.
+
+    A loop over a stack, without paths: every write walks its resource, and a recursive
+    generator writing a path per element cost 3% of an ITI-65 push's CPU (3x this loop)."""
+    found: list[dict[str, Any]] = []
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for value in node:
+                if isinstance(value, _CONTAINERS):
+                    stack.append(value)
+            continue
         for key, value in node.items():
-            where = f"{path}.{key}"
-            if key == "identifier" or key.endswith("Identifier"):
-                for position, item in enumerate(value if isinstance(value, list) else [value]):
-                    if isinstance(item, dict):
-                        yield (f"{where}[{position}]" if isinstance(value, list) else where), item
-            if isinstance(value, dict | list):
-                yield from _identifiers(value, where)
-    elif isinstance(node, list):
-        for position, value in enumerate(node):
-            yield from _identifiers(value, f"{path}[{position}]")
+            if isinstance(value, _CONTAINERS):
+                if key == "identifier" or key.endswith("Identifier"):
+                    for item in value if isinstance(value, list) else (value,):
+                        if isinstance(item, dict):
+                            found.append(item)
+                stack.append(value)
+    return found
+
+
+_CONTAINERS = (dict, list)
+
+
+def _with_paths(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every element below ``node`` with its path (for reporting, when something was found)."""
+    children = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in children:
+        if isinstance(value, dict | list):
+            where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+            yield where, value
+            yield from _with_paths(value, where)
