@@ -3,7 +3,8 @@
 What the fhir.resources models let through, this catches: a primitive whose JSON value has the
 wrong kind (``"active": "true"``), a primitive's ``_element`` sibling that is not an object (or an
 array of objects/null), an array where the element does not repeat or a single value where it does,
-and a ``code`` outside its required binding. Contained resources, ``Bundle.entry.resource`` and
+a ``code`` outside its required binding, and a narrative that breaks txt-1 or txt-2 (active
+content, ``gateway.fhir.narrative``). Contained resources, ``Bundle.entry.resource`` and
 ``Parameters.parameter.resource`` are checked as their own resourceType. Unknown properties are
 ignored here (the models reject them).
 
@@ -21,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from gateway.fhir.narrative import narrative_problem
+
 __all__ = ["ShapeIssue", "check_resource"]
 
 
@@ -30,6 +33,7 @@ class ShapeIssue:
 
     expression: str  # e.g. "Patient.contact[0].gender"
     message: str  # e.g. "'bogus' is not a valid code for Patient.gender (required binding)"
+    code: str = "structure"  # the OperationOutcome issue type
 
 
 # Kinds of property, chosen so the hot loop needs one integer comparison or two.
@@ -212,6 +216,10 @@ def _walk(
         elif kind >= _STRING:
             if not _primitive_ok(kind, value, codes):
                 issues.append(_primitive_issue(f"{loc}.{name}", prop, value))
+            elif prop[4] == "xhtml":  # Narrative.div, the one xhtml element
+                problem = narrative_problem(value)
+                if problem:
+                    issues.append(ShapeIssue(f"{loc}.{name}", f"{prop[5]} {problem}", "invariant"))
         elif kind == _RESOURCE:
             _check_nested_resource(value, f"{loc}.{name}", issues, schema)
         elif type(value) is dict:  # _COMPLEX or _EXTENSIONS

@@ -64,7 +64,7 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> dict[s
         issues.extend(
             Issue(
                 i.message,
-                "code-invalid" if "binding" in i.message else "structure",
+                "code-invalid" if "binding" in i.message else i.code,
                 "error",
                 (i.expression,),
             )

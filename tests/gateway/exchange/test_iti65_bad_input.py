@@ -277,3 +277,16 @@ def test_a_valid_xml_submission_is_accepted(server, network, bundle):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/fhir+xml")
     assert b"transaction-response" in response.content
+
+
+def test_a_document_whose_narrative_carries_a_script_is_refused(server, network, bundle):
+    """A narrative travels to the recipient's viewers as it is: active content in it is refused
+    before anything is stored (FHIR txt-1)."""
+    entry_of(bundle, "DocumentReference")["resource"]["text"] = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">Ontslagbrief<script>fetch("//x")</script></div>',
+    }
+    issue = refused(server, network, bundle, status=400)
+    assert xds_code(issue) == "XDSRegistryMetadataError"
+    assert issue["code"] == "invariant"
+    assert "<script>" in issue["diagnostics"]
