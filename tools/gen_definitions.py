@@ -80,7 +80,7 @@ REQUESTED_SEARCH: dict[str, tuple[str, ...]] = {
     "Patient": ("identifier", "name", "family", "given", "birthdate", "gender"),
     "Organization": ("identifier", "name", "endpoint", "active"),
     "Endpoint": ("identifier", "organization", "status", "connection-type"),
-    "Practitioner": ("identifier", "name"),
+    "Practitioner": ("identifier", "name", "family", "given"),
     "PractitionerRole": ("identifier", "organization", "practitioner"),
     "Encounter": (*CLINICAL, "class", "type"),
     "Observation": CLINICAL,
