@@ -6,6 +6,7 @@ parsed without DTDs, entity expansion or network access (XXE and "billion laughs
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import orjson
@@ -13,7 +14,14 @@ from lxml import etree
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from gateway.errors import BadRequest, InvalidResource, NotAcceptable, UnsupportedMediaType
+from gateway.errors import (
+    BadRequest,
+    InvalidResource,
+    Issue,
+    NotAcceptable,
+    UnsupportedMediaType,
+)
+from gateway.fhir.shape import FHIR_XML_NAMESPACE, check_xml
 from gateway.fhir.validation import model_class, parse_json
 
 JSON = "application/fhir+json"
@@ -114,7 +122,15 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
         raise InvalidResource("The XML root is not in the FHIR namespace http://hl7.org/fhir")
     resource_type = root.tag[len(_FHIR_NS) :]
     _refuse_text_values(root)
+    issues = check_xml(root)
+    if issues:
+        raise InvalidResource(
+            f"Invalid {resource_type} XML: {issues[0].expression}: {issues[0].message}",
+            issues=[Issue(i.message, i.code, "error", (i.expression,)) for i in issues[:20]],
+        )
     cls = model_class(resource_type)
+    if any(e.prefix for e in root.iter() if isinstance(e.tag, str) and e.tag.startswith(_FHIR_NS)):
+        body = etree.tostring(_unprefixed(root))  # the models read the default namespace only
     try:
         model = cls.model_validate_xml(body, xmlparser=_XML_PARSER)
     except ValidationError as exc:
@@ -135,6 +151,25 @@ def xml_to_json(body: bytes) -> dict[str, Any]:
     except PydanticSerializationError:  # the models recursed too deep writing it out
         raise InvalidResource(f"Invalid {resource_type} XML: nested too deeply") from None
     return resource
+
+
+def _unprefixed(element: Any, parent: Any = None) -> Any:
+    """A copy of a FHIR XML tree with its FHIR elements in the default namespace: a prefix
+    (``<f:Patient xmlns:f="http://hl7.org/fhir">``) is as valid XML, and the same resource."""
+    if parent is None:
+        copy = etree.Element(element.tag, nsmap={None: FHIR_XML_NAMESPACE})
+    else:
+        copy = etree.SubElement(parent, element.tag)
+    copy.attrib.update(element.attrib)
+    copy.text = element.text
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag.startswith(_FHIR_NS):
+            _unprefixed(child, copy).tail = child.tail
+        else:  # the XHTML narrative, kept as it is
+            copy.append(deepcopy(child))
+    return copy
 
 
 def _refuse_text_values(root: Any) -> None:

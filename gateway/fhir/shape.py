@@ -304,3 +304,73 @@ def _json_kind(value: Any) -> str:
     if type(value) is dict:
         return "an object"
     return type(value).__name__
+
+
+FHIR_XML_NAMESPACE = "http://hl7.org/fhir"
+
+
+def check_xml(root: Any) -> list[ShapeIssue]:
+    """The shape issues of a parsed FHIR XML resource (an lxml element) that its JSON form
+    would no longer show: the models read the XML leniently, keeping the last of a repeated
+    single element, the first resource of a ``contained`` that holds two, and elements of
+    any namespace as if they were FHIR's. Unknown elements are left to the models."""
+    issues: list[ShapeIssue] = []
+    namespace, name = _qualified(root)
+    table = _schema().resources.get(name) if namespace == FHIR_XML_NAMESPACE else None
+    if table is not None:
+        _walk_xml(root, table, name, issues)
+    return issues
+
+
+def _walk_xml(element: Any, table: _Table, loc: str, issues: list[ShapeIssue]) -> None:
+    seen: dict[str, int] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # a comment or processing instruction
+        namespace, name = _qualified(child)
+        prop = table.get(name)
+        if prop is not None and prop[4] == "xhtml":
+            continue  # the narrative: XHTML, checked as such (gateway.fhir.narrative)
+        if namespace != FHIR_XML_NAMESPACE:
+            issues.append(
+                ShapeIssue(
+                    f"{loc}.{name}",
+                    f"<{name}> is not in the FHIR namespace {FHIR_XML_NAMESPACE} "
+                    f"(it is in {namespace or 'no namespace'})",
+                )
+            )
+            continue
+        if prop is None:
+            continue
+        kind, repeats, child_table, _, _, path = prop
+        count = seen[name] = seen.get(name, 0) + 1
+        if not repeats and count == 2:
+            issues.append(ShapeIssue(f"{loc}.{name}", f"{path} occurs once; <{name}> repeats"))
+        where = f"{loc}.{name}[{count - 1}]" if repeats else f"{loc}.{name}"
+        if kind == _RESOURCE:
+            _walk_xml_resource(child, where, path, issues)
+        elif kind == _COMPLEX:
+            _walk_xml(child, child_table, where, issues)
+        else:  # a primitive: its id is an attribute, its extensions are elements
+            _walk_xml(child, _schema().element, where, issues)
+
+
+def _walk_xml_resource(wrapper: Any, loc: str, path: str, issues: list[ShapeIssue]) -> None:
+    held = [child for child in wrapper if isinstance(child.tag, str)]
+    if len(held) != 1:
+        issues.append(ShapeIssue(loc, f"{path} holds one resource; the XML gives {len(held)}"))
+        return
+    namespace, name = _qualified(held[0])
+    table = _schema().resources.get(name) if namespace == FHIR_XML_NAMESPACE else None
+    if table is None:
+        issues.append(ShapeIssue(f"{loc}.resourceType", _unknown_type(name)))
+        return
+    _walk_xml(held[0], table, loc, issues)
+
+
+def _qualified(element: Any) -> tuple[str, str]:
+    tag: str = element.tag
+    if tag.startswith("{"):
+        namespace, _, name = tag[1:].partition("}")
+        return namespace, name
+    return "", tag

@@ -97,6 +97,53 @@ def test_an_xml_number_out_of_range_is_refused(fhir):
     assert answer.status_code == 400, answer.text
 
 
+XML = {"Content-Type": "application/fhir+xml"}
+
+
+@pytest.mark.parametrize(
+    ("inside", "expression", "named"),
+    [
+        ('<gender value="male"/><gender value="female"/>', "Patient.gender", "repeats"),
+        (
+            '<birthDate value="2000-01-01"/><birthDate value="1999-01-01"/>',
+            "Patient.birthDate",
+            "repeats",
+        ),
+        (
+            "<contained><Patient><id value='a'/></Patient>"
+            "<Organization><id value='b'/></Organization></contained>",
+            "Patient.contained[0]",
+            "holds one resource",
+        ),
+        ('<x:gender xmlns:x="urn:x" value="male"/>', "Patient.gender", "not in the FHIR namespace"),
+    ],
+    ids=["repeated code", "repeated date", "two resources in one contained", "foreign namespace"],
+)
+def test_xml_the_models_would_read_by_halves_is_refused(fhir, inside, expression, named):
+    """The models kept the last of a repeated single element, the first resource of a
+    contained holding two, and read elements of another namespace as FHIR's."""
+    family = f"Xml{unique()}"
+    body = f'<Patient xmlns="http://hl7.org/fhir"><name><family value="{family}"/></name>{inside}'
+    answer = fhir.post("/Patient", content=(body + "</Patient>").encode(), headers=XML)
+    assert answer.status_code == 400, answer.text
+    issue = answer.json()["issue"][0]
+    assert issue["expression"] == [expression]
+    assert named in issue["diagnostics"]
+    assert total(fhir, "Patient", family=family) == 0
+
+
+def test_xml_with_a_prefixed_fhir_namespace_is_the_same_resource(fhir):
+    family = f"Prefixed{unique()}"
+    body = (
+        f'<f:Patient xmlns:f="http://hl7.org/fhir"><f:name><f:family value="{family}"/>'
+        '</f:name><f:gender value="female"/></f:Patient>'
+    )
+    answer = fhir.post("/Patient", content=body.encode(), headers=XML)
+    assert answer.status_code == 201, answer.text
+    stored = fhir.get(answer.headers["Location"]).json()
+    assert (stored["name"][0]["family"], stored["gender"]) == (family, "female")
+
+
 @pytest.mark.parametrize("condition", ["_format=json", "_count=1", "_sort=name&_summary=count"])
 def test_a_condition_of_result_parameters_alone_selects_nothing(fhir, condition):
     family = f"Only{unique()}"
