@@ -84,6 +84,7 @@ class Submission:
     bsn: str | None
     recipients: list[dict[str, Any]]  # intendedRecipient valueReferences
     supersede_patches: list[TransactionEntry] = field(default_factory=list)
+    superseded: set[str] = field(default_factory=set)  # DocumentReference ids it superseded
 
 
 class DocumentRecipient:
@@ -117,7 +118,14 @@ class DocumentRecipient:
         )
         interaction = dataclasses.replace(interaction, details=recipients)
         if ctx.return_preference == "minimal":  # no Binary is echoed: its content can go now
-            await self.service.precheck(ctx, interaction, lambda: _seal_ahead(ctx, submission))
+            # Hashing lets go of the GIL: on a thread, large content is hashed beside the other
+            # requests' Python instead of stopping the event loop (SHA-256 ~1 ms per MiB).
+            await self.service.precheck(
+                ctx,
+                interaction,
+                lambda: _seal_ahead(ctx, submission),
+                in_thread=_content_chars(submission) > _SEAL_ON_A_THREAD,
+            )
         await self.service.in_write(
             ctx, lambda conn: self._store(conn, ctx, submission), interaction
         )
@@ -248,7 +256,7 @@ class DocumentRecipient:
             if doc.get("status") != "current":
                 raise MhdError(
                     "XDSRegistryMetadataError",
-                    f"{where}: a provided DocumentReference has status current",
+                    f"{where}: a provided DocumentReference must have status current",
                     expression=["DocumentReference.status"],
                 )
             contents = doc.get("content") or []
@@ -371,15 +379,21 @@ class DocumentRecipient:
             self._may_refer(conn, ctx, sender.ura, recipient.ura, str(bsn), network)
         self._already_provided(conn, ctx, submission)
         repeated = self._repeated(conn, ctx, submission, recipients)
+        for entry in submission.documents:
+            if entry.done:  # provided before: what it replaces is superseded already
+                replaced = _replaced(entry)
+                submission.superseded.update(t.removeprefix("DocumentReference/") for t in replaced)
         for entry in submission.supersede_patches:
-            entry.result = self._supersede(conn, ctx, f"DocumentReference/{entry.res_id}")
+            entry.result = self._supersede(
+                conn, ctx, submission, f"DocumentReference/{entry.res_id}", patient, bsn
+            )
         for entry in submission.documents:
             consent = service.content_consent(bsn, clinical_date_us(entry.resource or {}))
             for binary_entry in submission.content_of[entry.position]:
                 binary_entry.consent = consent
         self.bundles.run_transaction(conn, ctx, submission.entries)
         self._check_content(submission)
-        self._supersede_replaced(conn, ctx, submission)
+        self._supersede_replaced(conn, ctx, submission, patient, bsn)
         set_result = submission.submission_set.result
         assert set_result is not None and patient.rid is not None
         given = [e.result for e in submission.entries if e.result is not None]
@@ -671,8 +685,17 @@ class DocumentRecipient:
                         f"{where}.hash is {attachment['hash']}, the content's SHA-1 is {info.sha1}",
                     )
 
-    def _supersede(self, conn: Connection, ctx: RequestContext, reference: str) -> ResourceResult:
-        """Mark one of the sender's own current DocumentReferences as superseded."""
+    def _supersede(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        submission: Submission,
+        reference: str,
+        patient: ResourceResult,
+        bsn: str | None,
+    ) -> ResourceResult:
+        """Mark one of the sender's own current DocumentReferences, about the submission's
+        patient, as superseded (once: a second replacement would fork the document's line)."""
         doc_id = reference.removeprefix("DocumentReference/")
         try:
             stored = self.service.read_in(conn, ctx, "DocumentReference", doc_id)
@@ -684,23 +707,75 @@ class DocumentRecipient:
                 f"{reference} cannot be replaced: it is not a document of the sending organisation",
             )
         resource = orjson.loads(stored.content or b"{}")
-        if resource.get("status") == "superseded":
-            return stored
+        status = resource.get("status")
+        if status != "current":
+            if doc_id in submission.superseded:  # by this submission's other entry
+                return stored
+            raise MhdError(
+                "XDSRegistryDeprecatedDocumentError",
+                f"{reference} is {status}: only a current document can be replaced "
+                "(replace the document that replaced it)",
+            )
+        if not self._same_patient(conn, ctx, resource, patient, bsn):
+            raise MhdError(
+                "XDSPatientIdDoesNotMatch",
+                f"{reference} is about another patient than the submission that replaces it",
+            )
         resource["status"] = "superseded"
         result = self.service.update_in(conn, ctx, "DocumentReference", doc_id, resource)
         self.service.deprecate_content(conn, ctx, resource)
+        submission.superseded.add(doc_id)
         return result
 
+    def _same_patient(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        document: dict[str, Any],
+        patient: ResourceResult,
+        bsn: str | None,
+    ) -> bool:
+        """Whether a stored document is about the submission's patient: the same record, or
+        a record of the same BSN."""
+        subject = _object(document.get("subject"))
+        literal = subject.get("reference")
+        if literal == f"Patient/{patient.res_id}":
+            return True
+        if bsn is None:
+            return False
+        if isinstance(literal, str) and literal.startswith("Patient/"):
+            try:
+                found = self.service.read_in(conn, ctx, "Patient", literal.removeprefix("Patient/"))
+            except GatewayError:
+                return False
+            return _bsn(orjson.loads(found.content or b"{}")) == bsn
+        identifier = _object(subject.get("identifier"))
+        return normalized_system(identifier.get("system", "")) == BSN and (
+            identifier.get("value") == bsn
+        )
+
     def _supersede_replaced(
-        self, conn: Connection, ctx: RequestContext, submission: Submission
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        submission: Submission,
+        patient: ResourceResult,
+        bsn: str | None,
     ) -> None:
         for entry in submission.documents:
-            if entry.done:
-                continue
-            for relation in (entry.resource or {}).get("relatesTo") or []:
-                target = (relation.get("target") or {}).get("reference")
-                if relation.get("code") == "replaces" and isinstance(target, str):
-                    self._supersede(conn, ctx, target)
+            if not entry.done:
+                for target in _replaced(entry):
+                    self._supersede(conn, ctx, submission, target, patient, bsn)
+
+
+def _replaced(document: TransactionEntry) -> list[str]:
+    """The references a DocumentReference's ``relatesTo`` replaces."""
+    return [
+        target
+        for relation in (document.resource or {}).get("relatesTo") or []
+        if isinstance(relation, dict) and relation.get("code") == "replaces"
+        if isinstance(target := (relation.get("target") or {}).get("reference"), str)
+    ]
 
 
 def _reuse(entry: TransactionEntry, result: ResourceResult) -> None:
@@ -786,6 +861,19 @@ def _subject_key(
     if system == BSN and isinstance(value, str):
         return own if patient and value == patient_bsn else ("bsn", value)
     return ("identifier", f"{system}|{value}")
+
+
+# Below this much base64 the hop to a thread costs more than hashing on the event loop.
+_SEAL_ON_A_THREAD = 64 * 1024
+
+
+def _content_chars(submission: Submission) -> int:
+    return sum(
+        len(data)
+        for binaries in submission.content_of.values()
+        for binary in binaries
+        if isinstance(data := (binary.resource or {}).get("data"), str)
+    )
 
 
 def _seal_ahead(ctx: RequestContext, submission: Submission) -> None:

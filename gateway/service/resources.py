@@ -6,6 +6,7 @@ control, consent and audit can be enforced here once (STYLE.md: one choke point)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -531,11 +532,17 @@ class ResourceService:
             await self.audit.record(scope.failed(outcome, description))
 
     async def precheck(
-        self, ctx: RequestContext, interaction: Interaction, check: Callable[[], T]
+        self,
+        ctx: RequestContext,
+        interaction: Interaction,
+        check: Callable[[], T],
+        *,
+        in_thread: bool = False,
     ) -> T:
-        """Run the checks a call makes before its transaction, recording a refusal."""
+        """Run the checks a call makes before its transaction, recording a refusal;
+        ``in_thread`` for work that lets go of the GIL (hashing large content)."""
         try:
-            return check()
+            return await asyncio.to_thread(check) if in_thread else check()
         except Exception as error:
             # The audit scope only when refused: building it for every call that passes cost
             # a twentieth of a read's CPU (py-spy).

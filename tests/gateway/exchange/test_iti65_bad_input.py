@@ -290,3 +290,59 @@ def test_a_document_whose_narrative_carries_a_script_is_refused(server, network,
     assert xds_code(issue) == "XDSRegistryMetadataError"
     assert issue["code"] == "invariant"
     assert "<script>" in issue["diagnostics"]
+
+
+def sent(server, network, **options):
+    """Push a document as the sender; its DocumentReference id."""
+    bundle = provide_document_bundle(
+        content=f"%PDF-1.4 {uuid.uuid4()}".encode(),
+        content_type="application/pdf",
+        bsn=options.pop("bsn", "999911120"),
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        **options,
+    )
+    with server.client(network.sender) as fhir:
+        response = fhir.post("", json=bundle)
+    assert response.status_code == 200, response.text
+    return response.json()["entry"][1]["response"]["location"].split("/")[1]
+
+
+def replacing(network, old_id, bsn="999911120"):
+    return provide_document_bundle(
+        content=f"%PDF-1.4 {uuid.uuid4()}".encode(),
+        content_type="application/pdf",
+        bsn=bsn,
+        sender=network.sender.ura,
+        recipients=[network.recipient.ura],
+        replaces=old_id,
+    )
+
+
+def test_a_document_replaced_already_cannot_be_replaced_again(server, network):
+    """A second replacement of one document would fork its line into two current documents
+    (XDS: XDSRegistryDeprecatedDocumentError)."""
+    old = sent(server, network)
+    sent(server, network, replaces=old)
+    issue = refused(server, network, replacing(network, old))
+    assert xds_code(issue) == "XDSRegistryDeprecatedDocumentError"
+    assert "superseded" in issue["diagnostics"]
+
+
+def test_a_replacement_resent_after_a_lost_answer_is_not_a_second_replacement(server, network):
+    old = sent(server, network)
+    again = replacing(network, old)
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=again).status_code == 200
+        retry = fhir.post("", json=again)
+        assert retry.status_code == 200, retry.text
+        found = fhir.get("/DocumentReference", params={"relatesto": f"DocumentReference/{old}"})
+        assert found.json()["total"] == 1
+
+
+def test_a_replacement_about_another_patient_is_refused(server, network):
+    old = sent(server, network)
+    issue = refused(server, network, replacing(network, old, bsn="999990652"))
+    assert xds_code(issue) == "XDSPatientIdDoesNotMatch"
+    with server.client(network.sender) as fhir:
+        assert fhir.get(f"/DocumentReference/{old}").json()["status"] == "current"
