@@ -393,10 +393,12 @@ class DocumentRecipient:
                 binary_entry.consent = consent
         self.bundles.run_transaction(conn, ctx, submission.entries)
         self._check_content(submission)
-        self._supersede_replaced(conn, ctx, submission, patient, bsn)
+        superseded = self._supersede_replaced(conn, ctx, submission, patient, bsn)
         set_result = submission.submission_set.result
         assert set_result is not None and patient.rid is not None
-        given = [e.result for e in submission.entries if e.result is not None]
+        # The documents it replaced go along as superseded: a recipient's copy of one is the
+        # version it was sent, so it would not see the change otherwise.
+        given = [e.result for e in submission.entries if e.result is not None] + superseded
         now = service.now_us()
         for recipient in recipients:
             if repeated:
@@ -761,11 +763,13 @@ class DocumentRecipient:
         submission: Submission,
         patient: ResourceResult,
         bsn: str | None,
-    ) -> None:
-        for entry in submission.documents:
-            if not entry.done:
-                for target in _replaced(entry):
-                    self._supersede(conn, ctx, submission, target, patient, bsn)
+    ) -> list[ResourceResult]:
+        return [
+            self._supersede(conn, ctx, submission, target, patient, bsn)
+            for entry in submission.documents
+            if not entry.done
+            for target in _replaced(entry)
+        ]
 
 
 def _replaced(document: TransactionEntry) -> list[str]:

@@ -853,10 +853,16 @@ class ResourceService:
         organization: str,
         delivery_id: str | None = None,
     ) -> None:
-        """Let ``organization`` read these resources (they were addressed to it); with a
-        ``delivery_id`` only once that delivery is admitted (``admit_delivery``)."""
-        rids = [r.rid for r in results if r.rid is not None]
-        repository.share(conn, rids, organization, self.now_us(), delivery_id)
+        """Let ``organization`` read these resources (they were addressed to it) as they are
+        now: a later version the sender writes needs consent. The notification Task is shared
+        live, as both sides write it. With a ``delivery_id`` only once that delivery is
+        admitted (``admit_delivery``)."""
+        sent = [
+            (r.rid, None if r.res_type == "Task" else r.version)
+            for r in results
+            if r.rid is not None
+        ]
+        repository.share(conn, sent, organization, self.now_us(), delivery_id)
 
     def cancel_notification(self, conn: Connection, sender: str, task_id: str, reason: str) -> None:
         """Set a notification Task the sender owns to cancelled, saying why."""
@@ -1609,12 +1615,14 @@ class ResourceService:
         count, offset, since, snapshot, used = await self.precheck(ctx, interaction, check)
 
         def work(conn: Connection) -> tuple[list[StoredVersion], int, int]:
+            # A resource's history is there when its current version is visible, or one
+            # before it (what was sent to the organisation, when the sender changed it since).
+            refused = None
             if res_id is not None:
                 stored = repository.current(conn, res_type or "", res_id)
-                if stored is None or not self._visible(conn, ctx, stored):
-                    if stored is not None:
-                        self._note_refused(conn, stored)
+                if stored is None:
                     raise NotFound(f"{res_type}/{res_id} is not known")
+                refused = None if self._visible(conn, ctx, stored) else stored
             versions, total, pinned = repository.history(
                 conn,
                 res_type=res_type,
@@ -1625,6 +1633,9 @@ class ResourceService:
                 offset=offset,
                 visible=self.visibility(ctx),
             )
+            if refused is not None and total == 0:
+                self._note_refused(conn, refused)
+                raise NotFound(f"{res_type}/{res_id} is not known")
             revealed = [
                 v
                 if not v.sealed or v.content is None

@@ -308,6 +308,7 @@ def write_version(
         new_version, last_updated_us, content, owner_org, patient_ref, sealed, consent
     )
     rid = previous.rid
+    changed = content is not None
     if content is None:  # a deletion is about the patient the resource was about
         patient_ref = previous.patient_ref
         consent = ConsentColumns(previous.patient_key, previous.data_category, None)
@@ -326,12 +327,16 @@ def write_version(
     )
     if conn.dialect.name == "postgresql":  # one round trip; a deletion inserts no index rows
         rows = _index_json(index if index is not None else IndexRows())
-        _UPDATE_PG.run(conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), *rows)
+        _UPDATE_PG.run(
+            conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), rid, changed, *rows
+        )
     else:
         _UPDATE_RESOURCE.run(conn, *row, rid)
         _INSERT_VERSION.run(conn, *version)
         for drop in _DELETE_INDEX:
             drop.run(conn, rid)
+        if changed:
+            _SHARES_OUTDATED.run(conn, rid)
         if index is not None:
             _insert_index(conn, rid, owner_org, index)
     _note_version(conn, rid, version)
@@ -517,9 +522,15 @@ _DELETE_INDEX_PG = ", ".join(
     f"del_{table.name} AS (DELETE FROM {table.name} WHERE rid = ?)"  # noqa: S608 - our schema
     for table in INDEX_TABLES.values()
 )
+# A new version of a resource is not what was sent: its shares keep the version they had, no
+# longer the current one (a live share, of a Task, goes on; a deletion is shown as such).
+_SHARES_OUTDATED = DriverQuery(
+    "UPDATE resource_shares SET latest = false WHERE rid = ? AND version IS NOT NULL AND latest"
+)
 _UPDATE_PG = DriverQuery(
     f"WITH updated AS ({_UPDATE_RESOURCE.sql} RETURNING rid, owner_org), "
     f"next_version AS ({_INSERT_VERSION.sql}), {_DELETE_INDEX_PG}, "
+    f"outdated AS ({_SHARES_OUTDATED.sql} AND ?::boolean), "
     f"{', '.join(_index_inserts_pg('updated'))} SELECT 1"
 )
 _INSERT_INDEX = {kind: _index_insert(table) for kind, table in INDEX_TABLES.items()}
@@ -651,34 +662,47 @@ def _search_start(
 
 def share(
     conn: Connection,
-    rids: list[int],
+    sent: list[tuple[int, int | None]],
     organization: str,
     now_us: int,
     delivery_id: str | None = None,
 ) -> None:
-    """Let ``organization`` see the resources ``rids`` (with a ``delivery_id``: once that
-    delivery is admitted); those it already had stay as they were, also when a concurrent
-    transaction shares the same resource (two pushes about one patient) at the same moment."""
-    wanted = sorted(set(rids))
-    if not wanted:
-        return
-    if conn.dialect.name == "postgresql":  # one statement, not one per resource
-        _SHARE_PG.run(conn, organization, now_us, delivery_id is None, delivery_id, wanted)
+    """Let ``organization`` see these resources (row key, the version sent or None for a live
+    share; with a ``delivery_id``: once that delivery is admitted). A resource it had already
+    is now its copy at the newer version; how it was admitted stays as it was, also when a
+    concurrent transaction shares the same resource (two pushes about one patient)."""
+    versions: dict[int, int | None] = {}
+    for rid, version in sorted(sent, key=lambda pair: pair[0]):
+        versions[rid] = version
+    if not versions:
         return
     active = delivery_id is None
-    _SHARE.run_many(conn, [(rid, organization, now_us, active, delivery_id) for rid in wanted])
+    if conn.dialect.name == "postgresql":  # one statement, not one per resource
+        _SHARE_PG.run(
+            conn, organization, now_us, active, delivery_id, list(versions), list(versions.values())
+        )
+        return
+    _SHARE.run_many(
+        conn,
+        [(rid, organization, now_us, active, delivery_id, v) for rid, v in versions.items()],
+    )
 
 
-# A share that exists wins: on PostgreSQL a check before the insert let two transactions both
-# insert, and the second failed on the primary key.
+# A share that exists wins, but for the version: on PostgreSQL a check before the insert let two
+# transactions both insert, and the second failed on the primary key.
+_NEWER_COPY = (
+    "ON CONFLICT (rid, org_ura) DO UPDATE SET version = excluded.version, latest = true "
+    "WHERE resource_shares.version IS NOT NULL AND excluded.version IS NOT NULL "
+    "AND excluded.version >= resource_shares.version"
+)
 _SHARE_PG = DriverQuery(
-    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id) "
-    "SELECT rid, ?, ?::bigint, ?::boolean, ?::text FROM unnest(?::bigint[]) AS rid "
-    "ON CONFLICT (rid, org_ura) DO NOTHING"
+    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id, version) "
+    "SELECT rid, ?, ?::bigint, ?::boolean, ?::text, version "
+    "FROM unnest(?::bigint[], ?::integer[]) AS sent(rid, version) " + _NEWER_COPY
 )
 _SHARE = DriverQuery(
-    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (rid, org_ura) DO NOTHING"
+    "INSERT INTO resource_shares (rid, org_ura, created_us, active, delivery_id, version) "
+    "VALUES (?, ?, ?, ?, ?, ?) " + _NEWER_COPY
 )
 
 

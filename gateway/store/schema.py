@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY.
@@ -350,6 +351,11 @@ resource_shares = Table(
     # revoked or an agreement ended meanwhile stops it (see gateway.exchange.delivery).
     Column("active", Boolean, nullable=False, default=True),
     Column("delivery_id", String(36), nullable=True),
+    # The version that was sent: what the organisation received is its copy, and a later
+    # version of the sender's needs consent. Empty for a live share (the notification Task,
+    # which both sides write). ``latest`` while no later version was written.
+    Column("version", Integer, nullable=True),
+    Column("latest", Boolean, nullable=False, server_default=true()),
 )
 Index("ix_resource_shares_delivery", resource_shares.c.delivery_id)
 

@@ -623,13 +623,21 @@ def _visibility(
 
 
 def _addressed_to(alias: FromClause, organization: Any) -> Exists:
-    """Whether the row was addressed to the organisation: shared with it, and delivered.
+    """Whether the row was addressed to the organisation: shared with it, delivered, and the
+    version that was sent (a later one of the sender's needs consent).
     Probed per row by its key: as an IN list the organisation's whole inbox was read for every
     statement, which for one retrieve cost more than everything else once it had received a few
     hundred documents."""
     shares = resource_shares
+    if "vpk" in alias.c:  # a version (vread, history): the one sent, or one before it
+        sent = or_(shares.c.version.is_(None), alias.c.version <= shares.c.version)
+    else:  # the current version, or its index rows: while it is the one sent
+        sent = shares.c.latest.is_(True)
     return _exists().where(
-        shares.c.rid == alias.c.rid, shares.c.org_ura == organization, shares.c.active.is_(True)
+        shares.c.rid == alias.c.rid,
+        shares.c.org_ura == organization,
+        shares.c.active.is_(True),
+        sent,
     )
 
 
