@@ -2,7 +2,9 @@
 
 Every function takes the organisation whose DPO asks (``holder``; None for the operator at the
 console): a DPO sees the events of its own organisation's people and systems, the events about
-its organisation's data, and the events about patients its organisation treats.
+its organisation's data, and the emergencies declared for patients its organisation treats. Of
+what its own people were refused on another organisation's data it sees the attempt, not whose
+data or patient it was (``as_seen_by``): the refusal must not tell what the 404 kept back.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import io
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, false, or_, select, true
+from sqlalchemy import Select, and_, false, or_, select, true
 from sqlalchemy.engine import Connection, Row
 
 from gateway.audit import codes
@@ -61,9 +64,12 @@ def statement(query: AuditQuery, holder: str | None) -> Select[Any]:
             resources.c.deleted.is_(False),
             resources.c.patient_key.is_not(None),
         )
-        conditions.append(
-            or_(e.c.agent_org == holder, e.c.custodian_org == holder, e.c.patient_key.in_(treated))
+        # Another organisation's emergency about a patient it treats, which may open its
+        # data; not what other organisations did with their own data (their DPOs' part).
+        emergency_here = and_(
+            e.c.kind == "emergency", e.c.custodian_org.is_(None), e.c.patient_key.in_(treated)
         )
+        conditions.append(or_(e.c.agent_org == holder, e.c.custodian_org == holder, emergency_here))
     if query.patient is not None:
         conditions.append(e.c.patient_key == query.patient)
     if query.agent is not None:
@@ -94,19 +100,53 @@ def events(
     *,
     limit: int | None = None,
     before_seq: int | None = None,
-) -> list[Row[Any]]:
-    """The matching events, newest first; ``before_seq`` continues a page."""
+) -> list[Any]:
+    """The matching events as ``holder``'s DPO sees them (``as_seen_by``), newest first;
+    ``before_seq`` continues a page."""
     chosen = statement(query, holder)
     if before_seq is not None:
         chosen = chosen.where(audit_events.c.seq < before_seq)
     if limit is not None:
         chosen = chosen.limit(limit)
-    return list(conn.execute(chosen))
+    return [as_seen_by(row, holder) for row in conn.execute(chosen)]
 
 
-def event_by_id(conn: Connection, event_id: str, holder: str | None) -> Row[Any] | None:
+def event_by_id(conn: Connection, event_id: str, holder: str | None) -> Any:
     chosen = statement(AuditQuery(), holder).where(audit_events.c.event_id == event_id)
-    return conn.execute(chosen).first()
+    found = conn.execute(chosen).first()
+    return None if found is None else as_seen_by(found, holder)
+
+
+_REFUSED_ELSEWHERE = (
+    "refused: the data belongs to another organisation, which this organisation may not see"
+)
+# What an AuditEvent tells of the data: the patient, the holder, and the basis (consents,
+# agreement) of the decision; the rest is the actor's own request.
+_WHOSE_DATA = ("1", "17")  # entity roles: Patient, Data Repository
+
+
+def as_seen_by(row: Row[Any], holder: str | None) -> Any:
+    """An event as ``holder``'s DPO may read it: whole, unless its own actor was refused
+    another organisation's data; then without that patient, holder and basis."""
+    if (
+        holder is None
+        or row.agent_org != holder
+        or row.custodian_org in (None, holder)
+        or row.outcome == codes.SUCCESS
+    ):
+        return row
+    event = orjson.loads(row.content)
+    event["outcomeDesc"] = _REFUSED_ELSEWHERE
+    event["entity"] = [
+        entity
+        for entity in event.get("entity", [])
+        if entity.get("role", {}).get("code") not in _WHOSE_DATA
+        and entity.get("type", {}).get("code") not in ("access-basis", "Consent")
+    ]
+    for agent in event.get("agent", []):
+        agent.pop("policy", None)
+    shown = {**row._mapping, "content": orjson.dumps(event)}
+    return SimpleNamespace(**shown | {"patient_key": None, "custodian_org": None})
 
 
 # -- the patient access report (NEN 7513) ----------------------------------------------------
