@@ -6,8 +6,9 @@ A pure library: no HTTP, no SQL, no ``gateway`` imports. The gateway hands in wh
 The law (Wabvpz, GDPR art. 28), as ``decide`` applies it: an actor of organisation B may read
 data of patient P held by organisation A for purpose U when B is A; or when an agreement in force
 between A and B covers U and the data category and P's consents permit it (for a push addressed
-to B: P has not objected); or when the actor declared an emergency (break-the-glass) for P. Deny
-is the default. The pieces:
+to B: P has not objected) or the actor declared an emergency (break-the-glass) for P: the
+emergency stands in for the consent, not for the agreement (ARCHITECTURE.md, rule 1). Deny is
+the default. The pieces:
 
 - data categories modelled on Mitz (``categories_of``, ``DATA_CATEGORIES``; see ``_categories``);
 - ``parse_consent``: FHIR R4 Consent -> ``PatientConsent``, refusing what it cannot enforce;

@@ -7,10 +7,11 @@ for ``request.purpose``, when (Wabvpz, GDPR art. 28):
 2. an agreement in force between A and B covers the purpose and category (``agreement_covers``)
    and the patient's consents permit it (``consent_permits``; for a push: the patient has not
    objected); or
-3. the reading actor declared an emergency (break-the-glass, purpose ETREAT) for P that still
-   holds: permitted with the obligations ``audit-as-emergency`` and ``notify-dpo``. An emergency
-   overrides every deny of rule 2, by design; it is used only when rule 2 denies, and the basis
-   records what it overrode.
+3. such an agreement covers it and the reading actor declared an emergency (break-the-glass,
+   purpose ETREAT) for P that still holds: permitted with the obligations
+   ``audit-as-emergency`` and ``notify-dpo``. An emergency overrides every consent deny of
+   rule 2, by design, not a missing agreement (ARCHITECTURE.md); it is used only when rule 2
+   denies, and the basis records what it overrode.
 
 Anything else is denied, with the rule that denied it.
 """
@@ -92,23 +93,23 @@ def decide(request: AccessRequest, facts: PolicyFacts) -> AccessDecision:
     if request.actor_org == request.holder_org:
         return AccessDecision(True, _OWN, _NONE, request)
     agreement = agreement_covers(request, facts.agreements)
-    if agreement is None:
+    if agreement is None:  # the organisations' agreement is needed in an emergency too
         rule, about = agreement_gap(request, facts.agreements)
         basis = DecisionBasis("denied", rule, agreement_id=about)
-    else:
-        verdict = consent_permits(request, facts.consents, facts.policy)
-        if verdict.permit:
-            kind: BasisKind = "referral" if request.action == "push" else "agreement-and-consent"
-            return AccessDecision(
-                True,
-                DecisionBasis(kind, verdict.rule, verdict.consent_ids, agreement.id),
-                _NONE,
-                request,
-            )
-        basis = DecisionBasis(
-            "denied", verdict.rule, verdict.consent_ids, agreement.id, provision=verdict.provision
+        return AccessDecision(False, basis, _NONE, request)
+    verdict = consent_permits(request, facts.consents, facts.policy)
+    if verdict.permit:
+        kind: BasisKind = "referral" if request.action == "push" else "agreement-and-consent"
+        return AccessDecision(
+            True,
+            DecisionBasis(kind, verdict.rule, verdict.consent_ids, agreement.id),
+            _NONE,
+            request,
         )
-    for emergency in facts.emergencies:
+    basis = DecisionBasis(
+        "denied", verdict.rule, verdict.consent_ids, agreement.id, provision=verdict.provision
+    )
+    for emergency in facts.emergencies:  # in place of the patient's consent, not the agreement
         if emergency.covers(request):
             return AccessDecision(
                 True,

@@ -728,7 +728,8 @@ def _hidden_statement(addressed: bool, opt_out: bool) -> Select[Any]:
 
 
 def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnElement[bool]:
-    """Another organisation's resource, opened by agreement and consent, or an emergency.
+    """Another organisation's resource, opened by an agreement and the patient's consent or an
+    emergency.
 
     The SQL form of consent.decide for reads: consent_grants and agreement_grants hold the rows
     consent.consent_grants and consent.agreement_grants computed (property-tested against
@@ -775,7 +776,8 @@ def _consented(r: FromClause, organization: str, scope: ConsentScope) -> ColumnE
     return and_(
         r.c.patient_key.is_not(None),
         r.c.data_category.is_not(None),
-        or_(and_(agreement_ok, consent_ok), emergency),
+        agreement_ok,  # in an emergency too: it stands in for the consent, not the agreement
+        or_(consent_ok, emergency),
     )
 
 

@@ -472,10 +472,11 @@ def test_emergency_permits_despite_an_objection_and_is_flagged():
     assert d.obligations == {OBLIGATION_AUDIT_AS_EMERGENCY, OBLIGATION_NOTIFY_DPO}
 
 
-def test_emergency_permits_without_agreement():
-    d = decide(request(purpose="ETREAT"), facts(agreements=(), emergencies=[emergency()]))
-    assert d.permit
-    assert d.basis.overridden == "no-agreement"
+def test_an_emergency_stands_in_for_the_consent_not_for_the_agreement():
+    """ARCHITECTURE.md, rule 1: the hospitals' agreement is needed in an emergency too."""
+    without = decide(request(purpose="ETREAT"), facts(agreements=(), emergencies=[emergency()]))
+    assert_denied(without, "no-agreement")
+    assert without.obligations == frozenset()
 
 
 def test_emergency_is_not_used_when_consent_already_permits():

@@ -18,6 +18,7 @@ from consent import (
     Emergency,
     NetworkPolicy,
     PolicyFacts,
+    agreement_covers,
     decide,
     emergency_may_cover,
     parse_consent,
@@ -73,17 +74,24 @@ def test_adding_a_deny_only_consent_never_turns_a_deny_into_a_permit(consents, e
 
 @SETTINGS
 @given(consent_sets(), requests(), POLICIES)
-def test_emergency_overrides_any_deny_by_design(consents, r, policy):
+def test_emergency_overrides_any_consent_deny_but_not_a_missing_agreement(consents, r, policy):
     r = _as(r, purpose="ETREAT", action="read")
     objection = parse_consent(deny_for(r))
     emergency = Emergency.declare(
         actor_id=r.actor_id, actor_org=r.actor_org, patient=r.patient, reason="acute", at=r.at
     )
-    d = decide(r, facts([*consents, objection], policy, agreements=(), emergencies=[emergency]))
-    assert d.permit
-    if r.actor_org != r.holder_org:
-        assert d.basis.kind == "emergency"
-        assert {"audit-as-emergency", "notify-dpo"} <= d.obligations
+    d = decide(r, facts([*consents, objection], policy, emergencies=[emergency]))
+    unagreed = decide(
+        r, facts([*consents, objection], policy, agreements=(), emergencies=[emergency])
+    )
+    if r.actor_org == r.holder_org:
+        assert d.permit and unagreed.permit
+    else:
+        assert d.permit == (agreement_covers(r, facts([], policy).agreements) is not None)
+        if d.permit:
+            assert d.basis.kind == "emergency"
+            assert {"audit-as-emergency", "notify-dpo"} <= d.obligations
+        assert not unagreed.permit
 
 
 @SETTINGS

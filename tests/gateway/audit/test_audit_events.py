@@ -23,6 +23,7 @@ URA = "http://fhir.nl/fhir/NamingSystem/ura"
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
 SENDER, RECIPIENT, BYSTANDER = "90000701", "90000702", "90000703"
 PATIENT_BSN = "999911120"  # passes the elfproef
+PARTNER = "90000704"  # an agreement with the sender, made by the emergency test
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +303,13 @@ def test_a_call_refused_before_its_transaction_is_recorded_and_one_passing_too(s
 
 
 def test_an_emergency_is_recorded_as_such(server, world):
-    clinician = server.person(world["bystander"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
+    # An emergency stands in for the patient's consent, not for the hospitals' agreement.
+    outsider = server.person(world["bystander"], f"arts-{uuid.uuid4().hex[:6]}", "clinician")
+    assert break_the_glass(outsider, PATIENT_BSN, "zonder overeenkomst").status_code == 201
+    assert outsider.get(f"/{world['document']}").status_code == 404
+    partner = server.hospital(PARTNER, "Partner Ziekenhuis")
+    server.agreement(SENDER, PARTNER)
+    clinician = server.person(partner, f"arts-{uuid.uuid4().hex[:6]}", "clinician")
     request_id, _ = ids()
     declared = break_the_glass(
         clinician, PATIENT_BSN, "bewusteloos op de SEH", headers={"X-Request-Id": request_id}

@@ -1,6 +1,7 @@
 """The patient access report of NEN 7513 for a scripted scenario matches the scenario exactly:
-three hospitals, an agreement and a consent opening the record to one partner, a hospital
-without either refused (reading and searching), then breaking the glass. Every line is accounted for; none is missing
+three hospitals with agreements, a consent opening the record to one partner, the other
+hospital refused for want of consent (reading and searching), then breaking the glass, which
+stands in for the consent. Every line is accounted for; none is missing
 and none is extra."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def play(server: LiveServer) -> dict[str, Any]:
     partner = server.hospital(PARTNER, "Partner Ziekenhuis")
     stranger = server.hospital(STRANGER, "Ander Ziekenhuis")
     server.agreement(HOLDER, PARTNER)
+    server.agreement(HOLDER, STRANGER)  # an emergency needs the agreement too
     made: dict[str, Any] = {}
     with server.client(holder) as fhir:
         for bsn in (PATIENT, OTHER_PATIENT):
@@ -60,7 +62,7 @@ def play(server: LiveServer) -> dict[str, Any]:
         assert api.get(observation).status_code == 200
     made["stranger_clinician"] = f"arts-{uuid.uuid4().hex[:6]}"
     with server.person(stranger, made["stranger_clinician"], "clinician") as api:
-        assert api.get(observation).status_code == 404  # no agreement, no consent
+        assert api.get(observation).status_code == 404  # no consent
         searched = api.get("/Observation", params={"patient.identifier": f"{BSN_SYSTEM}|{PATIENT}"})
         assert (searched.status_code, searched.json()["total"]) == (200, 0)
         declared = break_the_glass(api, PATIENT, "bewusteloos op de SEH")
@@ -112,7 +114,7 @@ def test_the_patient_report_matches_the_scenario_exactly(scenario):
             *("consent-decision", "E", "0", PARTNER, "clinician", "", HOLDER),
             *("agreement-and-consent", False),
         ),
-        # A hospital without agreement or consent is refused: the attempt (on the id it asked
+        # A hospital without the patient's consent is refused: the attempt (on the id it asked
         # for, no version was served) and the decision, both shown to the holder.
         (*("read", "R", "4", STRANGER, "clinician", asked, HOLDER), "", False),
         ("consent-decision", "E", "4", STRANGER, "clinician", "", HOLDER, "denied", False),

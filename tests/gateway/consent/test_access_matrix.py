@@ -241,7 +241,10 @@ class World:
             ordinary = ask(
                 "TREAT", PolicyFacts(consents=patient.consents, agreements=self.agreements)
             )
-            emergency = ask("ETREAT", PolicyFacts(emergencies=patient.emergencies))
+            emergency = ask(
+                "ETREAT",
+                PolicyFacts(emergencies=patient.emergencies, agreements=self.agreements),
+            )
             self._decisions[key] = (
                 emergency if emergency.permit and not ordinary.permit else ordinary
             )
