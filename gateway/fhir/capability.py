@@ -66,16 +66,20 @@ def capability_statement(base_url: str, published: str) -> dict[str, Any]:
             continue
         search = params.for_type(res_type)
         references = sorted(p.code for p in search.values() if p.type == "reference")
+        # Stored content is write-once (ResourceService.update_in): a Binary is POSTed, never PUT.
+        write_once = res_type == "Binary"
         resources.append(
             {
                 "type": res_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
-                "interaction": [{"code": code} for code in INTERACTIONS],
+                "interaction": [
+                    {"code": code} for code in INTERACTIONS if not (write_once and code == "update")
+                ],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": True,
+                "updateCreate": not write_once,
                 "conditionalCreate": True,
-                "conditionalUpdate": True,
+                "conditionalUpdate": not write_once,
                 "conditionalDelete": "single",
                 "searchInclude": [f"{res_type}:{code}" for code in references],
                 "searchRevInclude": sorted(

@@ -1197,6 +1197,15 @@ class ResourceService:
                 raise PreconditionFailed(
                     f'{res_type}/{res_id} is at version W/"{previous.version}", not W/"{expected}"'
                 )
+        if res_type == "Binary":
+            # Content once stored is what was sent and hashed: changing it under the same id
+            # would change a document behind its DocumentReference (whose hash stays). So a
+            # Binary is created with POST (its id the server's) and never updated.
+            raise Unprocessable(
+                f"Binary/{res_id} cannot be written with PUT: stored content is kept as it was; "
+                "POST new content as a new Binary (for a document: send a replacement)",
+                code="business-rule",
+            )
         if previous is None:
             return self._insert(conn, ctx, res_type, res_id, resource, client_id=True)
         now = max(self.now_us(), previous.last_updated_us + 1)

@@ -126,3 +126,22 @@ def test_the_notification_task_stays_shared_as_both_sides_write_it(server, netwo
 
 
 _URA = "http://fhir.nl/fhir/NamingSystem/ura"
+
+
+def test_the_content_of_a_sent_document_cannot_be_changed(server, network, bsn):
+    """A document's content is what was sent and hashed: the sender cannot swap it under the
+    same Binary (its DocumentReference would keep the old hash); a replacement is the way."""
+    ids = push(server, network, bsn)
+    binary = f"/Binary/{ids['Binary']}"
+    with server.client(network.sender) as fhir:
+        original = fhir.get(binary, headers={"Accept": "*/*"}).content
+        swap = {"resourceType": "Binary", "id": ids["Binary"], "contentType": "text/plain"}
+        swap["data"] = "c3dhcHBlZA=="  # "swapped"
+        refused = fhir.put(binary, json=swap)
+        assert refused.status_code == 422, refused.text
+        assert "replacement" in refused.json()["issue"][0]["diagnostics"]
+        elsewhere = swap | {"id": str(uuid.uuid4())}
+        assert fhir.put(f"/Binary/{elsewhere['id']}", json=elsewhere).status_code == 422
+        assert fhir.get(binary, headers={"Accept": "*/*"}).content == original
+    with server.client(network.recipient) as fhir:
+        assert fhir.get(binary, headers={"Accept": "*/*"}).content == original
