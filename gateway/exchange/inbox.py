@@ -27,6 +27,9 @@ NOTIFICATION_DAYS = 30
 _OWNER_ELEMENTS = {"status", "statusReason", "businessStatus", "output", "lastModified", "note"}
 _OWNER_STATUSES = {"received", "accepted", "rejected", "in-progress", "completed", "failed"}
 _IGNORED = {"meta", "id", "text"}
+# What the sender may do with a notification once sent: withdraw it, saying why.
+_REQUESTER_ELEMENTS = {"status", "statusReason", "lastModified", "note"}
+_REQUESTER_STATUSES = {"cancelled", "entered-in-error"}
 
 
 def organization_reference(org_id: str, ura: str, name: str) -> dict[str, Any]:
@@ -108,4 +111,19 @@ def is_status_change_by_owner(
     if updated.get("status") not in _OWNER_STATUSES:
         return False
     keys = (set(previous) | set(updated)) - _OWNER_ELEMENTS - _IGNORED
+    return all(previous.get(key) == updated.get(key) for key in keys)
+
+
+def is_change_by_requester(previous: dict[str, Any], updated: dict[str, Any]) -> bool:
+    """Whether ``updated`` is what the sender of a notification may make of it: the
+    addressee's work (received, completed, ...) is the addressee's to report, so the sender
+    only withdraws it (cancelled, entered-in-error); anything but a notification is free."""
+    if not is_notification(previous):
+        return True
+    if updated.get("status") == previous.get("status"):
+        keys = (set(previous) | set(updated)) - {"lastModified", "note"} - _IGNORED
+    elif updated.get("status") in _REQUESTER_STATUSES:
+        keys = (set(previous) | set(updated)) - _REQUESTER_ELEMENTS - _IGNORED
+    else:
+        return False
     return all(previous.get(key) == updated.get(key) for key in keys)

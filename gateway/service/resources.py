@@ -53,7 +53,7 @@ from gateway.errors import (
     Unauthorized,
     Unprocessable,
 )
-from gateway.exchange.inbox import is_status_change_by_owner
+from gateway.exchange.inbox import is_change_by_requester, is_status_change_by_owner
 from gateway.fhir.bundles import BundleEntry, bundle_bytes, page_url
 from gateway.fhir.clinical_dates import clinical_date_us
 from gateway.fhir.dates import date_range, instant
@@ -1186,6 +1186,15 @@ class ResourceService:
                 raise Forbidden(
                     f"{res_type}/{res_id} belongs to another organisation; it cannot be changed"
                 )
+        elif (
+            previous is not None
+            and _sent_notification(previous)
+            and not is_change_by_requester(orjson.loads(previous.content or b"{}"), resource)
+        ):
+            raise Forbidden(
+                f"{res_type}/{res_id} is a notification sent to another organisation: its "
+                "progress is the addressee's to report; the sender may only cancel it",
+            )
         if if_match is not None:
             expected = parse_etag(if_match)
             if previous is None or previous.deleted:
@@ -1969,6 +1978,10 @@ def _note_seen(conn: Connection, stored: StoredVersion) -> None:
     scope = scope_of(conn)
     if scope is not None:
         scope.saw(stored.touch("R"))
+
+
+def _sent_notification(stored: StoredVersion) -> bool:
+    return stored.res_type == "Task" and not stored.deleted and stored.content is not None
 
 
 def _wants_body(ctx: RequestContext) -> bool:

@@ -136,6 +136,25 @@ def test_the_recipient_can_change_only_the_status(server, network, submission):
         assert fhir.get(f"/Task/{task['id']}").json()["status"] == "requested"
 
 
+def test_the_sender_may_withdraw_its_notification_but_not_report_the_recipients_work(
+    server, network, submission
+):
+    with server.client(network.recipient) as fhir:
+        task = inbox_task(fhir, network.recipient.ura, submission)
+    with server.client(network.sender) as fhir:
+        for status in ("completed", "received", "in-progress", "rejected"):
+            answer = fhir.put(f"/Task/{task['id']}", json=task | {"status": status})
+            assert answer.status_code == 403, (status, answer.text)
+        readdressed = task | {"owner": {"display": "someone else"}}
+        assert fhir.put(f"/Task/{task['id']}", json=readdressed).status_code == 403
+        assert fhir.get(f"/Task/{task['id']}").json()["status"] == "requested"
+        withdrawn = task | {"status": "cancelled", "statusReason": {"text": "verkeerde patiënt"}}
+        answer = fhir.put(f"/Task/{task['id']}", json=withdrawn)
+        assert answer.status_code == 200, answer.text
+    with server.client(network.recipient) as fhir:
+        assert fhir.get(f"/Task/{task['id']}").json()["status"] == "cancelled"
+
+
 def test_another_hospital_sees_neither_the_notification_nor_the_documents(
     server, network, submission
 ):
