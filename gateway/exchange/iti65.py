@@ -137,6 +137,13 @@ class DocumentRecipient:
         self, ctx: RequestContext, bundle: dict[str, Any], *, with_data: bool = False
     ) -> Submission:
         """Parse and check a Provide Document Bundle; ``MhdError`` names what is wrong."""
+        if bundle.get("type") != "transaction":
+            raise MhdError(
+                "XDSRegistryMetadataError",
+                f"a Provide Document Bundle is a transaction, not a {bundle.get('type')}: it is "
+                "stored whole or not at all",
+                expression=["Bundle.type"],
+            )
         raw_entries = bundle.get("entry")
         if not isinstance(raw_entries, list) or not raw_entries:
             raise MhdError("XDSRegistryMetadataError", "the bundle has no entries")

@@ -96,9 +96,10 @@ def metadata_option(bundle: dict[str, Any]) -> str | None:
 
 
 def is_provide_bundle(bundle: Any) -> bool:
-    """Whether a posted transaction is an ITI-65 Provide Document Bundle: it declares an MHD
-    profile or carries a SubmissionSet."""
-    if not isinstance(bundle, dict) or bundle.get("type") != "transaction":
+    """Whether a posted Bundle is an ITI-65 Provide Document Bundle: it declares an MHD
+    profile or carries a SubmissionSet. ``DocumentRecipient.provide`` refuses one that is not
+    a transaction (as a batch it would skip every MHD check and notify nobody)."""
+    if not isinstance(bundle, dict) or bundle.get("type") not in ("transaction", "batch"):
         return False
     if metadata_option(bundle) is not None:
         return True

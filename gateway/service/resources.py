@@ -60,6 +60,7 @@ from gateway.fhir.dates import date_range, instant
 from gateway.fhir.dutch_identifiers import BSN as BSN_SYSTEM
 from gateway.fhir.dutch_identifiers import bsn_of, invalid_bsns, is_valid_bsn, normalized_system
 from gateway.fhir.indexing import IndexRows, index_resource
+from gateway.fhir.references import local_references
 from gateway.fhir.search import SearchQuery, non_negative, parse_search, whole_number
 from gateway.fhir.search_params import registry
 from gateway.fhir.validation import model_class, validate_resource
@@ -1858,11 +1859,14 @@ class ResourceService:
         blobs: tuple[BlobInfo, ...] = ()
         if not has_content(resource):
             stored = orjson.dumps(resource)
+            _refuse_dangling_references(resource, stored)
             return _Prepared(stored, stored, index, patient_ref, blobs, consent)
         copy = orjson.dumps(resource) if shown else None
         sealed = self.vault.seal(conn, resource, owner, {b.blob_id for b in presealed})
         blobs = tuple(info for _element, info in sealed) + presealed
-        return _Prepared(orjson.dumps(resource), copy, index, patient_ref, blobs, consent)
+        stored = orjson.dumps(resource)
+        _refuse_dangling_references(resource, stored)
+        return _Prepared(stored, copy, index, patient_ref, blobs, consent)
 
 
 def _note_page_basis(conn: Connection, found: Sequence[Any], visible: Visibility) -> None:
@@ -1978,6 +1982,20 @@ def _note_seen(conn: Connection, stored: StoredVersion) -> None:
     scope = scope_of(conn)
     if scope is not None:
         scope.saw(stored.touch("R"))
+
+
+def _refuse_dangling_references(resource: dict[str, Any], stored: bytes) -> None:
+    """A ``urn:uuid:`` reference names an entry of the transaction it is sent in, which
+    resolves it; one still in a resource to store names nothing (sent alone or in a batch)."""
+    if resource.get("resourceType") == "Bundle" or b'"reference":"urn:uuid:' not in stored:
+        return  # a Bundle's entries resolve them; the stored JSON spares most writes a walk
+    for path, value in local_references(resource, str(resource.get("resourceType"))):
+        raise BadRequest(
+            f"{path}: '{value}' names no resource: a urn:uuid reference is to an entry of the "
+            "transaction it is sent in",
+            code="invalid",
+            expression=[path],
+        )
 
 
 def _sent_notification(stored: StoredVersion) -> bool:

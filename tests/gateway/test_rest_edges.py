@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -295,3 +296,26 @@ def test_if_match_on_a_deleted_resource_says_it_is_deleted(fhir):
     assert stale.status_code == 412, stale.text
     diagnostics = stale.json()["issue"][0]["diagnostics"]
     assert diagnostics == f'Patient/{created["id"]} is deleted: there is no version W/"2" to update'
+
+
+def test_a_urn_uuid_reference_outside_a_transaction_is_refused(fhir):
+    """It names an entry of the transaction it is sent in; alone or in a batch it names
+    nothing, and stored it would point nowhere."""
+    family = f"Dangling{unique()}"
+    before = total(fhir, "Observation")
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": family},
+        "subject": {"reference": f"urn:uuid:{uuid.uuid4()}"},
+    }
+    alone = fhir.post("/Observation", json=observation)
+    assert alone.status_code == 400, alone.text
+    assert alone.json()["issue"][0]["expression"] == ["Observation.subject.reference"]
+    batch = bundle(
+        "batch",
+        entry(patient(family), "POST", "Patient"),
+        entry(observation, "POST", "Observation"),
+    )
+    assert statuses(fhir.post("", json=batch)) == ["201", "400"]
+    assert total(fhir, "Observation") == before

@@ -346,3 +346,18 @@ def test_a_replacement_about_another_patient_is_refused(server, network):
     assert xds_code(issue) == "XDSPatientIdDoesNotMatch"
     with server.client(network.sender) as fhir:
         assert fhir.get(f"/DocumentReference/{old}").json()["status"] == "current"
+
+
+def test_a_provide_bundle_sent_as_a_batch_is_refused(server, network, bundle):
+    """As a batch it would skip every MHD check, store what it could and notify nobody."""
+    bundle["type"] = "batch"
+    issue = refused(server, network, bundle)
+    assert xds_code(issue) == "XDSRegistryMetadataError"
+    assert "transaction" in issue["diagnostics"]
+
+
+def test_a_submission_set_naming_an_entry_that_is_not_there_is_refused(server, network, bundle):
+    submission_set = entry_of(bundle, "List")["resource"]
+    submission_set["entry"].append({"item": {"reference": f"urn:uuid:{uuid.uuid4()}"}})
+    issue = refused(server, network, bundle, status=400)
+    assert "names no" in issue["diagnostics"]
