@@ -180,6 +180,7 @@ class DocumentRecipient:
         submission_set = lists[0]
         self._check_submission_set(submission_set)
         documents = [e for e in entries if e.res_type == "DocumentReference" and e.method == "POST"]
+        _check_listed(submission_set, documents)
         option = mhd.metadata_option(bundle) or "minimal"
         content_of = self._check_documents(documents, entries, option, several=with_data)
         patients = [e for e in entries if e.res_type == "Patient"]
@@ -382,6 +383,8 @@ class DocumentRecipient:
                 "XDSUnknownPatientId",
                 "documents addressed to another organisation need the patient's BSN",
             )
+        for entry in submission.documents:
+            _check_custodian(network, sender, entry)
         for recipient in recipients:
             self._may_refer(conn, ctx, sender.ura, recipient.ura, str(bsn), network)
         self._already_provided(conn, ctx, submission)
@@ -777,6 +780,44 @@ class DocumentRecipient:
             if not entry.done
             for target in _replaced(entry)
         ]
+
+
+def _check_listed(submission_set: TransactionEntry, documents: list[TransactionEntry]) -> None:
+    """Every document of the bundle is a member of its SubmissionSet (List.entry.item)."""
+    items = {
+        str(_object(item.get("item")).get("reference"))
+        for item in (submission_set.resource or {}).get("entry") or []
+        if isinstance(item, dict)
+    }
+    for entry in documents:
+        names = {entry.full_url, *full_url_aliases(entry.full_url or "")} - {None, ""}
+        if not names & items:
+            raise MhdError(
+                "XDSRegistryMetadataError",
+                f"Bundle.entry[{entry.position}]: the SubmissionSet does not list this "
+                "DocumentReference (List.entry.item)",
+                expression=["List.entry"],
+            )
+
+
+def _check_custodian(network: Network, sender: Organization, entry: TransactionEntry) -> None:
+    """A document's custodian, when given, is the organisation that sends it."""
+    custodian = _object((entry.resource or {}).get("custodian"))
+    identifier = _object(custodian.get("identifier"))
+    literal = custodian.get("reference")
+    named = None
+    if normalized_system(str(identifier.get("system", ""))) == URA:
+        named = identifier.get("value")
+    elif isinstance(literal, str) and literal.startswith("Organization/"):
+        found = network.by_id(literal.removeprefix("Organization/"))
+        named = found.ura if found is not None else None
+    if named is not None and named != sender.ura:
+        raise MhdError(
+            "XDSRegistryMetadataError",
+            f"Bundle.entry[{entry.position}]: the custodian {named} is not the sending "
+            f"organisation {sender.ura}",
+            expression=["DocumentReference.custodian"],
+        )
 
 
 def _replaced(document: TransactionEntry) -> list[str]:

@@ -14,6 +14,7 @@ from gateway.exchange.compose import provide_document_bundle
 from gateway.fhir.formats import json_to_xml
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 COUNTED = ("DocumentReference", "List", "Binary", "Task", "Patient")
 
 
@@ -361,3 +362,34 @@ def test_a_submission_set_naming_an_entry_that_is_not_there_is_refused(server, n
     submission_set["entry"].append({"item": {"reference": f"urn:uuid:{uuid.uuid4()}"}})
     issue = refused(server, network, bundle, status=400)
     assert "names no" in issue["diagnostics"]
+
+
+def test_a_document_the_submission_set_does_not_list_is_refused(server, network, bundle):
+    entry_of(bundle, "List")["resource"]["entry"] = []
+    issue = refused(server, network, bundle)
+    assert xds_code(issue) == "XDSRegistryMetadataError"
+    assert "does not list" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("form", ["identifier", "reference"])
+def test_a_custodian_other_than_the_sender_is_refused(server, network, bundle, form):
+    """The sender cannot present its document as another hospital's."""
+    if form == "identifier":
+        custodian = {"identifier": {"system": URA_SYSTEM, "value": network.bystander.ura}}
+    else:
+        with server.client(network.sender) as fhir:
+            found = fhir.get(
+                "/Organization", params={"identifier": f"{URA_SYSTEM}|{network.bystander.ura}"}
+            ).json()
+        custodian = {"reference": f"Organization/{found['entry'][0]['resource']['id']}"}
+    entry_of(bundle, "DocumentReference")["resource"]["custodian"] = custodian
+    issue = refused(server, network, bundle)
+    assert xds_code(issue) == "XDSRegistryMetadataError"
+    assert "custodian" in issue["diagnostics"]
+
+
+def test_the_senders_own_custodian_is_accepted(server, network, bundle):
+    document = entry_of(bundle, "DocumentReference")["resource"]
+    document["custodian"] = {"identifier": {"system": URA_SYSTEM, "value": network.sender.ura}}
+    with server.client(network.sender) as fhir:
+        assert fhir.post("", json=bundle).status_code == 200
