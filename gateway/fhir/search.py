@@ -137,7 +137,7 @@ def parse_search(
         try:
             criterion = _criterion(resource_type, name, value, registry, own_base)
         except _Unsupported as exc:
-            if strict:
+            if strict or isinstance(exc, _Narrowing):
                 raise BadRequest(str(exc), code="not-supported") from None
             continue
         query.criteria.append(criterion)
@@ -146,7 +146,13 @@ def parse_search(
 
 
 class _Unsupported(Exception):
-    pass
+    """A parameter this server does not know: ignored unless handling is strict."""
+
+
+class _Narrowing(_Unsupported):
+    """A known parameter asked in a way this server does not support (a modifier, a chain):
+    refused however the client asked for handling, as ignoring it would return more than
+    was asked for (FHIR: a server rejects a modifier it does not support)."""
 
 
 def _criterion(
@@ -158,11 +164,11 @@ def _criterion(
     modifier = modifier_text or None
     if code == "_id":
         if modifier:
-            raise _Unsupported(f"Modifier ':{modifier}' is not supported on _id")
+            raise _Narrowing(f"Modifier ':{modifier}' is not supported on _id")
         return Criterion(code, "id", None, None, tuple(_split_values(value)))
     if code == "_lastUpdated":
         if modifier:
-            raise _Unsupported(f"Modifier ':{modifier}' is not supported on _lastUpdated")
+            raise _Narrowing(f"Modifier ':{modifier}' is not supported on _lastUpdated")
         return Criterion(
             code, "lastUpdated", None, None, tuple(_date(v) for v in _split_values(value))
         )
@@ -171,9 +177,9 @@ def _criterion(
         raise _Unsupported(f"Unknown search parameter '{code}' for {resource_type}")
     if chain:
         if param.type != "reference":
-            raise _Unsupported(f"Parameter '{code}' is not a reference and cannot be chained")
+            raise _Narrowing(f"Parameter '{code}' is not a reference and cannot be chained")
         if "." in chain[0]:
-            raise _Unsupported("Only one level of chaining is supported")
+            raise _Narrowing("Only one level of chaining is supported")
         # Without a type modifier, every target type that knows the chained parameter counts.
         targets = [modifier] if modifier else list(param.targets)
         chained = tuple(
@@ -182,7 +188,7 @@ def _criterion(
             if registry.get(target, chain[0].partition(":")[0]) is not None
         )
         if not chained:
-            raise _Unsupported(f"No type that '{code}' points at has a parameter '{chain[0]}'")
+            raise _Narrowing(f"No type that '{code}' points at has a parameter '{chain[0]}'")
         return Criterion(code, "reference", param, modifier, (), chained=chained)
     if modifier == "missing":
         if value not in ("true", "false"):
@@ -192,7 +198,7 @@ def _criterion(
         typed = tuple(_reference(v, own_base, modifier) for v in _split_values(value))
         return Criterion(code, "reference", param, None, typed)
     if modifier is not None and modifier not in MODIFIERS.get(param.type, set()):
-        raise _Unsupported(f"Modifier ':{modifier}' is not supported on '{code}'")
+        raise _Narrowing(f"Modifier ':{modifier}' is not supported on '{code}'")
     raw = _split_values(value)
     if param.type == "string":
         if modifier == "exact":

@@ -511,3 +511,21 @@ def test_chain_without_type_modifier_tries_every_target_type_that_knows_the_para
         "/Observation", params={"subject.colour": "x"}, headers={"Prefer": "handling=strict"}
     )
     assert strict.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"code:text": "Hemoglobin"},
+        {"status:below": "final"},
+        {"status.name": "x"},
+        {"subject.organization.name": "x"},
+    ],
+    ids=["modifier", "modifier on a code", "chain on a token", "two levels of chaining"],
+)
+def test_a_known_parameter_asked_in_an_unsupported_way_is_refused_also_when_lenient(fhir, query):
+    """Ignoring it would return more than was asked for; an unknown parameter is ignored."""
+    answer = fhir.get("/Observation", params=query)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["issue"][0]["code"] == "not-supported"
+    assert fhir.get("/Observation", params={"bogus": "1"}).status_code == 200
