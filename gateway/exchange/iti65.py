@@ -118,14 +118,7 @@ class DocumentRecipient:
         )
         interaction = dataclasses.replace(interaction, details=recipients)
         if ctx.return_preference == "minimal":  # no Binary is echoed: its content can go now
-            # Hashing lets go of the GIL: on a thread, large content is hashed beside the other
-            # requests' Python instead of stopping the event loop (SHA-256 ~1 ms per MiB).
-            await self.service.precheck(
-                ctx,
-                interaction,
-                lambda: _seal_ahead(ctx, submission),
-                in_thread=_content_chars(submission) > _SEAL_ON_A_THREAD,
-            )
+            await self.service.precheck(ctx, interaction, lambda: _seal_ahead(ctx, submission))
         await self.service.in_write(
             ctx, lambda conn: self._store(conn, ctx, submission), interaction
         )
@@ -913,19 +906,6 @@ def _subject_key(
     if system == BSN and isinstance(value, str):
         return own if patient and value == patient_bsn else ("bsn", value)
     return ("identifier", f"{system}|{value}")
-
-
-# Below this much base64 the hop to a thread costs more than hashing on the event loop.
-_SEAL_ON_A_THREAD = 64 * 1024
-
-
-def _content_chars(submission: Submission) -> int:
-    return sum(
-        len(data)
-        for binaries in submission.content_of.values()
-        for binary in binaries
-        if isinstance(data := (binary.resource or {}).get("data"), str)
-    )
 
 
 def _seal_ahead(ctx: RequestContext, submission: Submission) -> None:

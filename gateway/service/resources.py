@@ -6,7 +6,6 @@ control, consent and audit can be enforced here once (STYLE.md: one choke point)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -533,17 +532,11 @@ class ResourceService:
             await self.audit.record(scope.failed(outcome, description))
 
     async def precheck(
-        self,
-        ctx: RequestContext,
-        interaction: Interaction,
-        check: Callable[[], T],
-        *,
-        in_thread: bool = False,
+        self, ctx: RequestContext, interaction: Interaction, check: Callable[[], T]
     ) -> T:
-        """Run the checks a call makes before its transaction, recording a refusal;
-        ``in_thread`` for work that lets go of the GIL (hashing large content)."""
+        """Run the checks a call makes before its transaction, recording a refusal."""
         try:
-            return await asyncio.to_thread(check) if in_thread else check()
+            return check()
         except Exception as error:
             # The audit scope only when refused: building it for every call that passes cost
             # a twentieth of a read's CPU (py-spy).
