@@ -697,10 +697,10 @@ def share(
 
 
 # A share that exists stays as it was admitted; a newer version sent makes it that version's.
-# Only a changed share is updated: with ON CONFLICT DO UPDATE every push about a patient took
-# the lock of the patient's share row, and concurrent pushes about one patient queued on it
-# (PostgreSQL ITI-65 170 -> 160/s, push_ab). On PostgreSQL a check before the insert let two
-# transactions both insert, and the second failed on the primary key: DO NOTHING.
+# Only a changed share is updated: ON CONFLICT DO UPDATE locks the conflicting row even when
+# its WHERE is false, so every push about a patient would take the lock of the patient's share
+# row and concurrent pushes about one patient would queue on it. On PostgreSQL a check before
+# the insert let two transactions both insert, and the second failed on the primary key.
 _SHARE_PG = DriverQuery(
     "WITH sent(rid, version) AS (SELECT * FROM unnest(?::bigint[], ?::integer[])), "
     "renewed AS (UPDATE resource_shares s SET version = sent.version, latest = true FROM sent "
