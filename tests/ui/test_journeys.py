@@ -50,10 +50,12 @@ def network(server: LiveServer) -> Network:
 
 
 def seed(server: LiveServer) -> Network:
-    """Three hospitals; A and B share an agreement, C has none with A. A holds a patient with
-    a lab result; people of every role."""
+    """Three hospitals; A has an agreement with B and with C (an emergency needs one too), and
+    the patient has consented to neither. A holds a patient with a lab result; people of every
+    role."""
     hospitals = {ura: server.hospital(ura, name) for ura, name in NAMES.items()}
     server.agreement(A, B)
+    server.agreement(A, C)
     bsn = next(BSNS)
     with server.client(hospitals[A]) as fhir:
         patient = fhir.post(
