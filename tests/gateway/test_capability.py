@@ -65,3 +65,14 @@ def test_every_listed_interaction_works_for_a_sample_type(fhir):
     system = {i["code"] for i in statement["rest"][0]["interaction"]}
     assert system == {"transaction", "batch", "history-system"}
     assert fhir.get("/_history", params={"_count": "1"}).status_code == 200
+
+
+def test_binary_is_listed_without_update_as_it_is_write_once(fhir):
+    statement = fhir.get("/metadata").json()
+    (binary,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "Binary"]
+    assert "update" not in {i["code"] for i in binary["interaction"]}
+    assert binary["updateCreate"] is False and binary["conditionalUpdate"] is False
+    refused = fhir.put(
+        "/Binary/b1", json={"resourceType": "Binary", "id": "b1", "contentType": "text/plain"}
+    )
+    assert refused.status_code == 422

@@ -13,6 +13,7 @@ from harness import valid_bsns
 from gateway.exchange.compose import provide_document_bundle
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 BSNS = valid_bsns(999_940_000)
 
 
@@ -110,22 +111,22 @@ def test_a_replacement_shows_the_recipient_its_copy_superseded(server, network, 
 
 def test_the_notification_task_stays_shared_as_both_sides_write_it(server, network, bsn):
     ids = push(server, network, bsn)
-    task = f"/Task/{ids['Task']}" if "Task" in ids else None
     with server.client(network.recipient) as fhir:
-        if task is None:
-            inbox = fhir.get(
-                "/Task", params={"owner.identifier": f"{_URA}|{network.recipient.ura}"}
-            ).json()
-            task = f"/Task/{inbox['entry'][-1]['resource']['id']}"
+        inbox = fhir.get(
+            "/Task",
+            params={
+                "owner.identifier": f"{URA_SYSTEM}|{network.recipient.ura}",
+                "focus": f"List/{ids['List']}",
+            },
+        ).json()
+    (found,) = inbox["entry"]
+    task = f"/Task/{found['resource']['id']}"
     done = changed(server, network.recipient, task, lambda t: t.update(status="completed"))
     assert done["status"] == "completed"
     with server.client(network.recipient) as fhir:
         assert fhir.get(task).json()["status"] == "completed"
     with server.client(network.sender) as fhir:
         assert fhir.get(task).json()["status"] == "completed"
-
-
-_URA = "http://fhir.nl/fhir/NamingSystem/ura"
 
 
 def test_the_content_of_a_sent_document_cannot_be_changed(server, network, bsn):
