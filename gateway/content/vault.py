@@ -242,8 +242,8 @@ class ContentVault:
             wrapped,
             _now_us(),
         )
-        if len(chunks) == 1 and conn.dialect.name == "postgresql":  # one round trip
-            _INSERT_BLOB_WITH_CHUNK.run(conn, *row, info.blob_id, chunks[0])
+        if len(chunks) == 1 and conn.dialect.name == "postgresql":  # with the next statement
+            _INSERT_BLOB_WITH_CHUNK.run_later(conn, *row, info.blob_id, chunks[0])
             return info
         _INSERT_BLOB.run(conn, *row)
         _INSERT_CHUNK.run_many(conn, [(info.blob_id, seq, data) for seq, data in enumerate(chunks)])

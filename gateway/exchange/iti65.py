@@ -41,6 +41,7 @@ from gateway.policy.basis import basis_of_decision
 from gateway.policy.information import Network, Organization
 from gateway.service.bundles import BundleProcessor, TransactionEntry
 from gateway.service.resources import ResourceResult, ResourceService
+from gateway.store.repository import reserve_rids
 
 # What a Provide Document Bundle may do. Besides MHD's own resources, the authors and context
 # a document points at may come along (as in XDS-on-FHIR bundles such as the R4 Bundle-xds
@@ -394,6 +395,8 @@ class DocumentRecipient:
             consent = service.content_consent(bsn, clinical_date_us(entry.resource or {}))
             for binary_entry in submission.content_of[entry.position]:
                 binary_entry.consent = consent
+        creates = sum(1 for e in submission.entries if e.method == "POST" and not e.done)
+        reserve_rids(conn, creates + (0 if repeated else len(recipients)))  # and the Tasks
         self.bundles.run_transaction(conn, ctx, submission.entries)
         self._check_content(submission)
         superseded = self._supersede_replaced(conn, ctx, submission, patient, bsn)

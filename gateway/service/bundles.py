@@ -22,7 +22,7 @@ from gateway.fhir.references import full_url_aliases, local_references, rewrite_
 from gateway.fhir.validation import validate_resource
 from gateway.service.resources import ResourceResult, ResourceService, check_id, check_type
 from gateway.store.keys import new_key
-from gateway.store.repository import ConsentColumns
+from gateway.store.repository import ConsentColumns, reserve_rids
 
 log = logging.getLogger("zorgbrug.bundles")
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
@@ -114,6 +114,7 @@ class BundleProcessor:
                 raise BadRequest(f"Bundle.entry[{entry.position}]: {identity} appears twice")
             seen.add(identity)
         service = self.service
+        reserve_rids(conn, sum(1 for e in entries if e.method == "POST" and not e.done))
         mapping: dict[str, str] = {}
         matched: set[int] = set()
         for entry in entries:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import SingletonThreadPool
 
-from gateway.store.driver_sql import DriverQuery
+from gateway.store.driver_sql import DriverQuery, drop_queued, send_queued
 from gateway.store.group_commit import GroupCommitWriter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,6 +63,8 @@ class Database:
             kwargs.update(pool_size=threads, max_overflow=0, pool_recycle=1800)
         self.engine: Engine = create_engine(self.url, **kwargs)
         _forget_per_transaction(self.engine)
+        if not self.is_sqlite:
+            _send_queued_writes(self.engine)
         # Short reads on SQLite run where they are asked for, on that thread's own connection
         # (see ``lookup``); never from the pool, so they never wait for a worker's connection.
         # SingletonThreadPool keeps five threads' connections: one event loop per process uses it.
@@ -188,6 +190,10 @@ _COMMIT_STEP = "zorgbrug_commit_step"
 # savepoint is rolled back (``_forget_per_transaction``).
 TRANSACTION_MEMO = "zorgbrug_transaction_memo"
 
+# A connection's ``info`` key for the row keys ``repository.reserve_rids`` took ahead: unused
+# ones are dropped when a transaction begins or ends (a sequence never hands a value out twice).
+RID_POOL = "zorgbrug_rid_pool"
+
 
 def defer_to_commit(conn: Connection, step: Callable[[Connection], None]) -> bool:
     """Have ``step`` end the transaction of ``conn``: it runs after the transaction's work and
@@ -239,8 +245,25 @@ def _forget_per_transaction(engine: Engine) -> None:
     def forget(conn: Connection, *_args: Any) -> None:
         conn.info.pop(TRANSACTION_MEMO, None)
 
-    for name in ("begin", "commit", "rollback", "rollback_savepoint"):
-        event.listen(engine, name, forget)
+    def forget_all(conn: Connection, *_args: Any) -> None:
+        forget(conn)
+        conn.info.pop(RID_POOL, None)
+
+    for name in ("begin", "commit", "rollback"):
+        event.listen(engine, name, forget_all)
+    event.listen(engine, "rollback_savepoint", forget)
+
+
+def _send_queued_writes(engine: Engine) -> None:
+    """PostgreSQL: the writes ``DriverQuery.run_later`` queued go before any statement of
+    SQLAlchemy's and before the COMMIT; a rollback forgets them."""
+
+    def before_statement(conn: Connection, *_args: Any) -> None:
+        send_queued(conn)
+
+    event.listen(engine, "before_cursor_execute", before_statement)
+    event.listen(engine, "commit", send_queued)
+    event.listen(engine, "rollback", drop_queued)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -72,6 +72,16 @@ class DriverQuery:
     def run(self, conn: Connection, *parameters: Any) -> None:
         self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters))
 
+    def run_later(self, conn: Connection, *parameters: Any) -> None:
+        """``run``, for a write whose result nobody reads: on PostgreSQL it travels with the
+        transaction's next statement, in one pipeline (``_on_cursor``), so a push's inserts,
+        its shares and its audit record cost one round trip, not one each. Its error, if
+        any, is raised by that statement, or by the COMMIT (``send_queued``)."""
+        if conn.dialect.paramstyle == "qmark":
+            self.run(conn, *parameters)
+            return
+        conn.info.setdefault(_QUEUED, []).append((self._sql["format"], parameters))
+
     def run_many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         self._execute(conn, lambda cursor, sql: cursor.executemany(sql, rows))
 
@@ -83,15 +93,46 @@ class DriverQuery:
         return _on_cursor(conn, sql, call)
 
 
+# A connection's ``info`` key for the writes ``run_later`` queued in its transaction.
+_QUEUED = "zorgbrug_queued_writes"
+
+
 def _on_cursor(conn: Connection, sql: str, call: Callable[[Any, str], Any]) -> Any:
     dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    raw: Any = conn.connection.driver_connection
+    queued = conn.info.pop(_QUEUED, None)
+    cursor = raw.cursor()
     try:
-        return call(cursor, sql)
+        if queued is None and not _begins_transaction(conn, raw):
+            return call(cursor, sql)
+        # In psycopg's pipeline what was queued, and the BEGIN psycopg sends first in a
+        # transaction, go with this statement: one round trip.
+        with raw.pipeline():
+            for queued_sql, parameters in queued or ():
+                cursor.execute(queued_sql, parameters)
+            return call(cursor, sql)
     except dbapi.Error as error:  # as SQLAlchemy would raise it, for callers that catch it
         raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
     finally:
         cursor.close()
+
+
+def _begins_transaction(conn: Connection, raw: Any) -> bool:
+    """PostgreSQL: whether psycopg will send BEGIN before this statement."""
+    idle = conn.dialect.paramstyle != "qmark" and raw.info.transaction_status == 0
+    return idle and not raw.autocommit
+
+
+def send_queued(conn: Connection) -> None:
+    """Run the writes ``run_later`` queued, before a statement SQLAlchemy runs or a COMMIT
+    (``gateway.store.database`` calls it on both)."""
+    if _QUEUED in conn.info:
+        _on_cursor(conn, "SELECT 1", lambda cursor, sql: None)
+
+
+def drop_queued(conn: Connection) -> None:
+    """Forget the writes queued in a transaction that is rolled back."""
+    conn.info.pop(_QUEUED, None)
 
 
 def insert_into(table: str, columns: Sequence[str], returning: str = "") -> DriverQuery:

@@ -15,7 +15,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
-from gateway.store.database import TRANSACTION_MEMO, Planning, search_planning
+from gateway.store.database import RID_POOL, TRANSACTION_MEMO, Planning, search_planning
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
     INDEX_TABLES,
@@ -274,7 +274,12 @@ def insert_resource(
             return _one(_CREATE_PG.first(conn, *values, *version[1:], *_index_json(index)))
         return _one(_INSERT_RESOURCE.first(conn, *values))
 
-    if not client_id:
+    if not client_id and postgres:
+        # A server id collides with none: the insert can wait for the transaction's next
+        # statement (run_later), with a row key taken ahead (reserve_rids).
+        rid = _reserved_rid(conn)
+        _CREATE_WITH_RID_PG.run_later(conn, rid, *values, *version[1:], *_index_json(index))
+    elif not client_id:
         rid = insert()
     else:
         try:
@@ -287,6 +292,22 @@ def insert_resource(
         _insert_index(conn, rid, owner_org, index)
     _note_version(conn, rid, version)
     return rid
+
+
+def reserve_rids(conn: Connection, count: int) -> None:
+    """PostgreSQL: take row keys for the ``count`` resources the transaction is about to
+    create, in one round trip (the creates themselves then wait for the next statement)."""
+    pool = conn.info.setdefault(RID_POOL, [])
+    if conn.dialect.name == "postgresql" and count > len(pool):
+        pool.extend(row[0] for row in _NEXT_RIDS.all(conn, count - len(pool)))
+
+
+def _reserved_rid(conn: Connection) -> int:
+    reserve_rids(conn, 1)
+    return int(conn.info[RID_POOL].pop(0))
+
+
+_NEXT_RIDS = DriverQuery("SELECT nextval('resources_rid_seq') FROM generate_series(1, ?)")
 
 
 def write_version(
@@ -327,7 +348,7 @@ def write_version(
     )
     if conn.dialect.name == "postgresql":  # one round trip; a deletion inserts no index rows
         rows = _index_json(index if index is not None else IndexRows())
-        _UPDATE_PG.run(
+        _UPDATE_PG.run_later(
             conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), rid, changed, *rows
         )
     else:
@@ -518,6 +539,13 @@ _CREATE_PG = DriverQuery(
     f"WITH created AS ({_CREATE_RESOURCE_PG.sql}), first_version AS ({_FIRST_VERSION}), "  # noqa: S608
     f"{', '.join(_index_inserts_pg('created'))} SELECT rid FROM created"
 )
+_CREATE_WITH_RID_RESOURCE_PG = insert_into(
+    "resources", ("rid", "res_type", "res_id", *_RESOURCE_COLUMNS), "rid, owner_org"
+)
+_CREATE_WITH_RID_PG = DriverQuery(  # a server id: the row key reserved (reserve_rids)
+    f"WITH created AS ({_CREATE_WITH_RID_RESOURCE_PG.sql}), first_version AS ({_FIRST_VERSION}), "
+    f"{', '.join(_index_inserts_pg('created'))} SELECT 1"
+)
 _DELETE_INDEX_PG = ", ".join(
     f"del_{table.name} AS (DELETE FROM {table.name} WHERE rid = ?)"  # noqa: S608 - our schema
     for table in INDEX_TABLES.values()
@@ -679,7 +707,7 @@ def share(
     active = delivery_id is None
     if conn.dialect.name == "postgresql":  # one statement, not one per resource
         rids, sent_versions = list(versions), list(versions.values())
-        _SHARE_PG.run(
+        _SHARE_PG.run_later(
             conn,
             rids,
             sent_versions,
