@@ -21,12 +21,17 @@ from sqlalchemy.sql.elements import BindParameter
 
 
 class DriverQuery:
-    def __init__(self, sql: str, *, binary: bool = False) -> None:
+    def __init__(self, sql: str, *, binary: bool = False, planned_per_run: bool = False) -> None:
         """``sql`` with ``?`` for each parameter (rewritten to ``%s`` for psycopg). ``binary``:
         psycopg receives the rows in PostgreSQL's binary format, for bytea columns of
-        document content that would otherwise come as hex text, twice their size, to decode."""
+        document content that would otherwise come as hex text, twice their size, to decode.
+        ``planned_per_run``: PostgreSQL plans the statement for each run (psycopg does not
+        prepare it), for one whose plan depends on a table's size: a plan kept from when the
+        table was small goes on scanning it whole as it grows."""
         self._sql = {"qmark": sql, "format": sql.replace("?", "%s")}
-        self._options = {"binary": True} if binary else {}
+        self._options: dict[str, Any] = {"binary": True} if binary else {}
+        if planned_per_run:
+            self._options["prepare"] = False
 
     @property
     def sql(self) -> str:
@@ -70,17 +75,19 @@ class DriverQuery:
         return tuple(row) if row is not None else None
 
     def run(self, conn: Connection, *parameters: Any) -> None:
-        self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters))
+        options = self._driver_options(conn)
+        self._execute(conn, lambda cursor, sql: cursor.execute(sql, parameters, **options))
 
     def run_later(self, conn: Connection, *parameters: Any) -> None:
         """``run``, for a write whose result nobody reads: on PostgreSQL it travels with the
         transaction's next statement, in one pipeline (``_on_cursor``), so a push's inserts,
         its shares and its audit record cost one round trip, not one each. Its error, if
         any, is raised by that statement, or by the COMMIT (``send_queued``)."""
-        if conn.dialect.paramstyle == "qmark":
+        raw: Any = conn.connection.driver_connection
+        if conn.dialect.paramstyle == "qmark" or raw.autocommit:  # no transaction to wait in
             self.run(conn, *parameters)
             return
-        conn.info.setdefault(_QUEUED, []).append((self._sql["format"], parameters))
+        conn.info.setdefault(_QUEUED, []).append((self._sql["format"], parameters, self._options))
 
     def run_many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         self._execute(conn, lambda cursor, sql: cursor.executemany(sql, rows))
@@ -108,8 +115,8 @@ def _on_cursor(conn: Connection, sql: str, call: Callable[[Any, str], Any]) -> A
         # In psycopg's pipeline what was queued, and the BEGIN psycopg sends first in a
         # transaction, go with this statement: one round trip.
         with raw.pipeline():
-            for queued_sql, parameters in queued or ():
-                cursor.execute(queued_sql, parameters)
+            for queued_sql, parameters, options in queued or ():
+                cursor.execute(queued_sql, parameters, **options)
             return call(cursor, sql)
     except dbapi.Error as error:  # as SQLAlchemy would raise it, for callers that catch it
         raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
