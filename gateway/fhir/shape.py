@@ -15,6 +15,7 @@ that a check is a walk of the resource with one dict lookup per property.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -196,6 +197,8 @@ def _walk(
                         if item is None and type(obj.get("_" + name)) is list:
                             continue  # a null kept only to line up with "_name"
                         issues.append(_primitive_issue(f"{loc}.{name}[{i}]", prop, item))
+                    elif kind <= _CODE and (control := _control_issue(item, prop)):
+                        issues.append(ShapeIssue(f"{loc}.{name}[{i}]", control, "value"))
             elif kind == _COMPLEX:
                 for i, item in enumerate(value):
                     if type(item) is dict:
@@ -216,6 +219,8 @@ def _walk(
         elif kind >= _STRING:
             if not _primitive_ok(kind, value, codes):
                 issues.append(_primitive_issue(f"{loc}.{name}", prop, value))
+            elif kind <= _CODE and (control := _control_issue(value, prop)):
+                issues.append(ShapeIssue(f"{loc}.{name}", control, "value"))
             elif prop[4] == "xhtml":  # Narrative.div, the one xhtml element
                 problem = narrative_problem(value)
                 if problem:
@@ -246,6 +251,26 @@ def _primitive_ok(kind: int, value: Any, codes: frozenset[str]) -> bool:
     if kind == _UNSIGNED_INT:
         return 0 <= number <= _INT32_MAX
     return _INT32_MIN <= number <= _INT32_MAX
+
+
+# FHIR strings "SHALL NOT contain Unicode character points below 32, except for u0009
+# (horizontal tab), u000D (carriage return) and u000A (line feed)" (R4 datatypes, string).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _control_issue(value: str, prop: _Prop) -> str | None:
+    """Why a string value is not a FHIR string: a control character (a NUL would otherwise be
+    stored and sent on to other hospitals' systems). Base64 content is checked as such when
+    it is stored; isprintable() lets the usual value through without the search."""
+    if value.isprintable() or prop[4] == "base64Binary":
+        return None
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return (
+        f"{prop[5]} holds the control character U+{ord(found.group()):04X}: "
+        "a FHIR string holds none but tab, carriage return and line feed"
+    )
 
 
 def _primitive_issue(loc: str, prop: _Prop, value: Any) -> ShapeIssue:
