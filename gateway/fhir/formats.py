@@ -46,11 +46,27 @@ def is_fhir_media_type(value: str | None) -> bool:
     return bool(value) and _media_type(value or "") in _JSON_TYPES | _XML_TYPES
 
 
+def _other_fhir_version(value: str) -> str | None:
+    """The FHIR version a media type's ``fhirVersion`` parameter names when it is not R4's
+    (4.0, 4.0.0 or 4.0.1; FHIR http.html#version-parameter), else None."""
+    for param in value.split(";")[1:]:
+        name, _, version = param.partition("=")
+        if name.strip().lower() == "fhirversion":
+            version = version.strip().strip('"')
+            if version != "4.0" and not version.startswith("4.0."):
+                return version or "(empty)"
+    return None
+
+
 def request_format(content_type: str | None) -> str:
     """The format of a request body from its Content-Type (JSON when absent)."""
     if not content_type:
         return JSON
     media = _media_type(content_type)
+    if (version := _other_fhir_version(content_type)) is not None:
+        raise UnsupportedMediaType(
+            f"The body is FHIR version {version[:20]}; this server takes FHIR R4 (fhirVersion=4.0)"
+        )
     if media in _JSON_TYPES:
         return JSON
     if media in _XML_TYPES:
@@ -79,6 +95,8 @@ def response_format(accept: str | None, format_param: str | None) -> str:
                     quality = float(param[2:])
                 except ValueError:
                     quality = 0.0
+        if _other_fhir_version(item) is not None:
+            continue  # another FHIR version of the format: not what this server serves
         ranges.append((-quality, position, media.lower()))
     for quality, _position, media in sorted(ranges):
         if quality == 0:
@@ -87,7 +105,9 @@ def response_format(accept: str | None, format_param: str | None) -> str:
             return JSON
         if media in _XML_TYPES or media == "text/*":
             return XML
-    raise NotAcceptable(f"None of '{accept}' can be served; use {JSON} or {XML}")
+    raise NotAcceptable(
+        f"None of '{accept[:200]}' can be served; use {JSON} or {XML} (FHIR R4, fhirVersion=4.0)"
+    )
 
 
 def parse_body(body: bytes | bytearray, fmt: str) -> Any:

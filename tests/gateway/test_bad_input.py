@@ -113,6 +113,24 @@ def test_unsupported_media_types(fhir):
     outcome(fhir.get("/metadata", headers={"Accept": "text/csv"}), 406)
 
 
+def test_another_fhir_version_is_refused_by_its_media_type_parameter(fhir):
+    """FHIR's fhirVersion parameter (http.html#version-parameter): a body of another version
+    is a 415, an answer only in another version a 406; R4's 4.0 and 4.0.x are served."""
+    patient = b'{"resourceType": "Patient", "gender": "female"}'
+    r5 = {"Content-Type": "application/fhir+json; fhirVersion=5.0"}
+    body = outcome(fhir.post("/Patient", content=patient, headers=r5), 415)
+    assert "5.0" in body["issue"][0]["diagnostics"]
+    r4 = {"Content-Type": "application/fhir+json; fhirVersion=4.0"}
+    assert fhir.post("/Patient", content=patient, headers=r4).status_code == 201
+    outcome(
+        fhir.get("/metadata", headers={"Accept": "application/fhir+json; fhirVersion=3.0"}), 406
+    )
+    either = "application/fhir+xml; fhirVersion=5.0, application/fhir+json; fhirVersion=4.0.1"
+    answer = fhir.get("/metadata", headers={"Accept": either})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/fhir+json")
+
+
 def test_oversize_body_is_413(server, tmp_path):
     assert server.settings.max_body_bytes == 64 * 1024 * 1024  # the default
     small, database = start_server(server.backend, tmp_path, max_body_bytes=2048)
