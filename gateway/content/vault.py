@@ -266,11 +266,24 @@ class ContentVault:
         return _info_of(row), b"".join(self._opened(row, [(0, sealed)], 0, whole=True))
 
     def deprecate(self, conn: Connection, blob_ids: Iterable[str]) -> None:
-        """Mark content whose document was superseded (ITI-68 answers 410 for it)."""
+        """Mark content whose document was superseded, entered in error or deleted (ITI-68
+        answers 410 for it)."""
+        if not (blob_ids := list(blob_ids)):
+            return
         conn.execute(
             update(blobs)
-            .where(blobs.c.blob_id.in_(list(blob_ids)), blobs.c.deprecated_us.is_(None))
+            .where(blobs.c.blob_id.in_(blob_ids), blobs.c.deprecated_us.is_(None))
             .values(deprecated_us=_now_us())
+        )
+
+    def reinstate(self, conn: Connection, blob_ids: Iterable[str]) -> None:
+        """Serve content again whose document is current again."""
+        if not (blob_ids := list(blob_ids)):
+            return
+        conn.execute(
+            update(blobs)
+            .where(blobs.c.blob_id.in_(blob_ids), blobs.c.deprecated_us.is_not(None))
+            .values(deprecated_us=None)
         )
 
     def read(self, conn: Connection, blob_id: str) -> bytes:

@@ -730,8 +730,8 @@ class DocumentRecipient:
                 f"{reference} is about another patient than the submission that replaces it",
             )
         resource["status"] = "superseded"
+        # update_in marks its content deprecated (ITI-68: 410)
         result = self.service.update_in(conn, ctx, "DocumentReference", doc_id, resource)
-        self.service.deprecate_content(conn, ctx, resource)
         submission.superseded.add(doc_id)
         return result
 

@@ -921,6 +921,25 @@ class ResourceService:
         self, conn: Connection, ctx: RequestContext, document: dict[str, Any]
     ) -> None:
         """Mark the content of a superseded DocumentReference deprecated (ITI-68: 410)."""
+        self.vault.deprecate(conn, self._content_blobs(conn, ctx, document))
+
+    def _content_follows_status(
+        self, conn: Connection, ctx: RequestContext, document: dict[str, Any]
+    ) -> None:
+        """A DocumentReference marked superseded or entered-in-error (a document sent about
+        the wrong patient, say) has its content no longer served, also to those it was sent
+        to (ITI-68: 410); marked current again, it is served again."""
+        status = document.get("status")
+        if status in ("superseded", "entered-in-error"):
+            self.deprecate_content(conn, ctx, document)
+        elif status == "current":
+            self.vault.reinstate(conn, self._content_blobs(conn, ctx, document))
+
+    def _content_blobs(
+        self, conn: Connection, ctx: RequestContext, document: dict[str, Any]
+    ) -> list[str]:
+        """The stored content of a DocumentReference's attachments (``Binary/`` URLs)."""
+        found = []
         for content in document.get("content") or []:
             url = str((content.get("attachment") or {}).get("url", ""))
             if url.startswith("Binary/"):
@@ -929,7 +948,8 @@ class ResourceService:
                 except (NotFound, Gone):
                     continue
                 if info is not None:
-                    self.vault.deprecate(conn, [info.blob_id])
+                    found.append(info.blob_id)
+        return found
 
     async def retrieve(self, ctx: RequestContext, binary_id: str) -> RetrievedContent:
         """ITI-68: a Binary's raw content after every integrity check: 404 unknown, 410 deleted
@@ -947,7 +967,10 @@ class ResourceService:
                 return RetrievedContent(content_type, None, b"")
             info, plaintext = fetched
             if info.deprecated:
-                raise Gone(f"Binary/{binary_id} belongs to a superseded (deprecated) document")
+                raise Gone(
+                    f"Binary/{binary_id} belongs to a document that was superseded, entered in "
+                    "error or deleted: its content is no longer served"
+                )
             return RetrievedContent(content_type, info, plaintext)  # None: _large_content reads
 
         interaction = Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
@@ -1231,6 +1254,8 @@ class ResourceService:
             consent=facts,
         )
         self._after_write(conn, res_type, owner, facts.patient_key, earlier_key, res_id)
+        if res_type == "DocumentReference":
+            self._content_follows_status(conn, ctx, resource)
         status = 201 if previous.deleted else 200
         return ResourceResult(
             status,
@@ -1341,6 +1366,8 @@ class ResourceService:
             raise Forbidden(f"{res_type}/{res_id} belongs to another organisation")
         if previous.deleted:
             return ResourceResult.of(204, previous, None)
+        if res_type == "DocumentReference":  # a deleted document's content is not served
+            self.deprecate_content(conn, ctx, orjson.loads(previous.content or b"{}"))
         now = max(self.now_us(), previous.last_updated_us + 1)
         earlier_key = repository.patient_key_of(conn, previous.rid)
         version = repository.write_version(

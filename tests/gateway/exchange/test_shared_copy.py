@@ -146,3 +146,24 @@ def test_the_content_of_a_sent_document_cannot_be_changed(server, network, bsn):
         assert fhir.get(binary, headers={"Accept": "*/*"}).content == original
     with server.client(network.recipient) as fhir:
         assert fhir.get(binary, headers={"Accept": "*/*"}).content == original
+
+
+def test_a_document_entered_in_error_or_deleted_is_no_longer_served(server, network, bsn):
+    """A letter sent about the wrong patient is marked entered-in-error by its sender: its
+    content must stop reaching anyone, the recipient it was sent to too (ITI-68: 410)."""
+    ids = push(server, network, bsn)
+    document = f"/DocumentReference/{ids['DocumentReference']}"
+    content = f"/Binary/{ids['Binary']}"
+
+    def retrieved(hospital) -> int:
+        with server.client(hospital) as fhir:
+            return fhir.get(content, headers={"Accept": "*/*"}).status_code
+
+    assert retrieved(network.recipient) == 200
+    changed(server, network.sender, document, lambda d: d.update(status="entered-in-error"))
+    assert (retrieved(network.recipient), retrieved(network.sender)) == (410, 410)
+    changed(server, network.sender, document, lambda d: d.update(status="current"))
+    assert retrieved(network.recipient) == 200  # the mark was the mistake: served again
+    with server.client(network.sender) as fhir:
+        assert fhir.delete(document).status_code == 204
+    assert retrieved(network.recipient) == 410
