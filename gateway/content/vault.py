@@ -294,7 +294,17 @@ class ContentVault:
         self, conn: Connection, blob_id: str, *, first: int = 0, count: int | None = None
     ) -> Iterator[bytes]:
         """Plaintext chunks ``first``… of a blob; hashes are checked when the whole is read."""
-        row = _blob_row(conn, blob_id)
+        return self._chunks_of(conn, _blob_row(conn, blob_id), blob_id, first=first, count=count)
+
+    def _chunks_of(
+        self,
+        conn: Connection,
+        row: _BlobRow | None,
+        blob_id: str,
+        *,
+        first: int = 0,
+        count: int | None = None,
+    ) -> Iterator[bytes]:
         if row is None:
             raise IntegrityFailure(f"stored content {blob_id} is missing; it cannot be served")
         wanted = max(0, row.chunks - first if count is None else min(count, row.chunks - first))
@@ -368,14 +378,19 @@ class ContentVault:
         ]
 
     def reveal(self, conn: Connection, content: bytes) -> bytes:
-        """Stored resource JSON with every blob marker replaced by its content again."""
+        """Stored resource JSON with every blob marker replaced by its content again; content
+        no longer served (``deprecate``) is left out, its ``data`` element with it."""
         if _MARKER_BYTES not in content:
             return content
         resource = orjson.loads(content)
         for element in _data_elements(resource):
             marker = element["data"]
             if marker.startswith(MARKER):
-                plaintext = self.read(conn, marker[len(MARKER) :])
+                row = _blob_row(conn, marker[len(MARKER) :])
+                if row is not None and row.deprecated_us is not None:
+                    del element["data"]
+                    continue
+                plaintext = b"".join(self._chunks_of(conn, row, marker[len(MARKER) :]))
                 element["data"] = pybase64.b64encode(plaintext).decode()
         return orjson.dumps(resource)
 

@@ -1128,7 +1128,18 @@ class ResourceService:
         )
 
     def _shown_ok(self, conn: Connection, stored: StoredVersion) -> ResourceResult:
-        return self.shown(conn, 200, stored)
+        result = self.shown(conn, 200, stored)
+        if (
+            stored.res_type == "Binary"
+            and stored.sealed
+            and "data" not in orjson.loads(result.content or b"{}")
+        ):
+            # Its content is no longer served (gateway.content.vault.reveal): as ITI-68 says.
+            raise Gone(
+                f"Binary/{stored.res_id} belongs to a document that was superseded, entered in "
+                "error or deleted: its content is no longer served"
+            )
+        return result
 
     def vread_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str

@@ -157,11 +157,18 @@ def test_a_document_entered_in_error_or_deleted_is_no_longer_served(server, netw
 
     def retrieved(hospital) -> int:
         with server.client(hospital) as fhir:
-            return fhir.get(content, headers={"Accept": "*/*"}).status_code
+            raw = fhir.get(content, headers={"Accept": "*/*"}).status_code
+            as_fhir = fhir.get(content, headers={"Accept": "application/fhir+json"}).status_code
+            assert raw == as_fhir, (raw, as_fhir)  # no way around it by asking for FHIR
+            return raw
 
     assert retrieved(network.recipient) == 200
     changed(server, network.sender, document, lambda d: d.update(status="entered-in-error"))
     assert (retrieved(network.recipient), retrieved(network.sender)) == (410, 410)
+    with server.client(network.sender) as fhir:
+        assert fhir.get(f"{content}/_history/1").status_code == 410
+        history = fhir.get(f"{content}/_history").json()
+        assert [e["resource"].get("data") for e in history["entry"]] == [None]
     changed(server, network.sender, document, lambda d: d.update(status="current"))
     assert retrieved(network.recipient) == 200  # the mark was the mistake: served again
     with server.client(network.sender) as fhir:
