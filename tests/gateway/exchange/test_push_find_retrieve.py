@@ -203,6 +203,17 @@ def test_r4_bundle_xds_example_is_accepted_as_a_provide_document_bundle(server, 
         assert all(a["reference"].startswith("Practitioner/") for a in stored["author"])
         author = fhir.get(f"/{stored['author'][0]['reference']}")
         assert author.status_code == 200  # the author came along and was shared
+        # ITI-67 by the author's name (MHD's author.given and author.family chains).
+        for chain, name, expected in (
+            ("author.family", "Dopplemeyer", 1),
+            ("author.given", "Gerald", 1),
+            ("author.family", "Nobody", 0),
+        ):
+            by_author = fhir.get(
+                "/DocumentReference",
+                params={"identifier": f"urn:ietf:rfc:3986|{unique_id}", chain: name},
+            ).json()
+            assert by_author["total"] == expected, (chain, name)
         url = stored["content"][0]["attachment"]["url"]
         raw = fhir.get(f"/{url}", headers={"Accept": "text/plain"})
         assert raw.content == base64.b64decode(binary["resource"]["data"])
