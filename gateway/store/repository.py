@@ -346,7 +346,7 @@ def write_version(
         patient_ref,
         consent,
     )
-    if conn.dialect.name == "postgresql":  # one round trip; a deletion inserts no index rows
+    if conn.dialect.name == "postgresql":  # one statement; a deletion inserts no index rows
         rows = _index_json(index if index is not None else IndexRows())
         _UPDATE_PG.run_later(
             conn, *row, rid, *version, *([rid] * len(_DELETE_INDEX)), rid, changed, *rows
