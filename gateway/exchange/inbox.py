@@ -110,8 +110,7 @@ def is_status_change_by_owner(
         return False
     if updated.get("status") not in _OWNER_STATUSES:
         return False
-    keys = (set(previous) | set(updated)) - _OWNER_ELEMENTS - _IGNORED
-    return all(previous.get(key) == updated.get(key) for key in keys)
+    return _changes_only(previous, updated, _OWNER_ELEMENTS)
 
 
 def is_change_by_requester(previous: dict[str, Any], updated: dict[str, Any]) -> bool:
@@ -121,9 +120,13 @@ def is_change_by_requester(previous: dict[str, Any], updated: dict[str, Any]) ->
     if not is_notification(previous):
         return True
     if updated.get("status") == previous.get("status"):
-        keys = (set(previous) | set(updated)) - {"lastModified", "note"} - _IGNORED
-    elif updated.get("status") in _REQUESTER_STATUSES:
-        keys = (set(previous) | set(updated)) - _REQUESTER_ELEMENTS - _IGNORED
-    else:
-        return False
+        return _changes_only(previous, updated, {"lastModified", "note"})
+    if updated.get("status") in _REQUESTER_STATUSES:
+        return _changes_only(previous, updated, _REQUESTER_ELEMENTS)
+    return False
+
+
+def _changes_only(previous: dict[str, Any], updated: dict[str, Any], elements: set[str]) -> bool:
+    """Whether ``updated`` differs from ``previous`` in ``elements`` (and meta, id, text) only."""
+    keys = (set(previous) | set(updated)) - elements - _IGNORED
     return all(previous.get(key) == updated.get(key) for key in keys)

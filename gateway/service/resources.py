@@ -913,8 +913,11 @@ class ResourceService:
 
     def blob_of(self, conn: Connection, ctx: RequestContext, binary_id: str) -> BlobInfo | None:
         """The encrypted content of a Binary the actor may read, described (not decrypted)."""
-        stored = self._readable(conn, ctx, "Binary", binary_id)
-        blob_id = blob_id_of(orjson.loads(stored.content or b"{}").get("data"))
+        return self._described(conn, self._readable(conn, ctx, "Binary", binary_id))
+
+    def _described(self, conn: Connection, binary: StoredVersion) -> BlobInfo | None:
+        """A stored Binary's content, described: its stored JSON holds a blob marker."""
+        blob_id = blob_id_of(orjson.loads(binary.content or b"{}").get("data"))
         return self.vault.describe(conn, blob_id) if blob_id else None
 
     def deprecate_content(
@@ -967,10 +970,7 @@ class ResourceService:
                 return RetrievedContent(content_type, None, b"")
             info, plaintext = fetched
             if info.deprecated:
-                raise Gone(
-                    f"Binary/{binary_id} belongs to a document that was superseded, entered in "
-                    "error or deleted: its content is no longer served"
-                )
+                raise _no_longer_served(binary_id)
             return RetrievedContent(content_type, info, plaintext)  # None: _large_content reads
 
         interaction = Interaction("retrieve-document", f"Binary/{binary_id[:64]}")
@@ -1128,18 +1128,12 @@ class ResourceService:
         )
 
     def _shown_ok(self, conn: Connection, stored: StoredVersion) -> ResourceResult:
-        result = self.shown(conn, 200, stored)
-        if (
-            stored.res_type == "Binary"
-            and stored.sealed
-            and "data" not in orjson.loads(result.content or b"{}")
-        ):
-            # Its content is no longer served (gateway.content.vault.reveal): as ITI-68 says.
-            raise Gone(
-                f"Binary/{stored.res_id} belongs to a document that was superseded, entered in "
-                "error or deleted: its content is no longer served"
-            )
-        return result
+        if stored.res_type == "Binary" and stored.sealed:
+            # As FHIR too, content no longer served answers as ITI-68 does (``retrieve``).
+            info = self._described(conn, stored)
+            if info is not None and info.deprecated:
+                raise _no_longer_served(stored.res_id)
+        return self.shown(conn, 200, stored)
 
     def vread_in(
         self, conn: Connection, ctx: RequestContext, res_type: str, res_id: str, version_id: str
@@ -2027,6 +2021,13 @@ def _refuse_dangling_references(resource: dict[str, Any], stored: bytes) -> None
             code="invalid",
             expression=[path],
         )
+
+
+def _no_longer_served(binary_id: str) -> Gone:
+    return Gone(
+        f"Binary/{binary_id} belongs to a document that was superseded, entered in error or "
+        "deleted: its content is no longer served"
+    )
 
 
 def _sent_notification(stored: StoredVersion) -> bool:

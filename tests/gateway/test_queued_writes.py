@@ -101,7 +101,11 @@ def test_creates_take_distinct_increasing_row_keys_beyond_those_reserved(db):
 
     assert asyncio.run(db.read(current_rids)) == rids
     # Keys reserved and left unused are not handed out again.
-    reserved_unused = asyncio.run(db.write(lambda conn: repository.reserve_rids(conn, 5)))
-    assert reserved_unused is None
-    later = asyncio.run(db.write(lambda conn: create(conn, "p4")))
-    assert later > rids[-1]
+
+    def reserve_more_than_used(conn) -> int:
+        repository.reserve_rids(conn, 5)
+        return create(conn, "p4")
+
+    first = asyncio.run(db.write(reserve_more_than_used))
+    later = asyncio.run(db.write(lambda conn: create(conn, "p5")))
+    assert rids[-1] < first < later
