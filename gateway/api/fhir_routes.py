@@ -343,7 +343,10 @@ async def create_binary(request: Request) -> Response:
         if content.size > limit:
             raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes")
     result = await request.app.state.service.create_binary(
-        ctx, content_type.split(";")[0].strip(), content
+        ctx,
+        content_type.split(";")[0].strip(),
+        content,
+        security_context=request.headers.get("x-security-context"),
     )
     return resource_response(request, result, base=ctx.base_url, location=True)
 

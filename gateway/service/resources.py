@@ -61,7 +61,7 @@ from gateway.fhir.dutch_identifiers import bsn_of, invalid_bsns, is_valid_bsn, n
 from gateway.fhir.indexing import IndexRows, index_resource
 from gateway.fhir.references import local_references
 from gateway.fhir.search import SearchQuery, non_negative, parse_search, whole_number
-from gateway.fhir.search_params import registry
+from gateway.fhir.search_params import parse_reference, registry
 from gateway.fhir.validation import model_class, validate_resource
 from gateway.policy.basis import BasisFinder
 from gateway.policy.explain import AccessLine, access_overview
@@ -767,10 +767,17 @@ class ResourceService:
         )
 
     async def create_binary(
-        self, ctx: RequestContext, content_type: str, content: PreparedBlob
+        self,
+        ctx: RequestContext,
+        content_type: str,
+        content: PreparedBlob,
+        security_context: str | None = None,
     ) -> ResourceResult:
-        """Create a Binary from raw content already encrypted as it streamed in."""
-        resource = {"resourceType": "Binary", "contentType": content_type}
+        """Create a Binary from raw content already encrypted as it streamed in;
+        ``security_context`` is the reference of the ``X-Security-Context`` header (FHIR R4)."""
+        resource: dict[str, Any] = {"resourceType": "Binary", "contentType": content_type}
+        if security_context is not None:
+            resource["securityContext"] = {"reference": security_context}
 
         def work(conn: Connection) -> ResourceResult:
             self._allow(ctx, "Binary", "c")
@@ -1770,6 +1777,39 @@ class ResourceService:
         patient_id = patient_ref.removeprefix("Patient/")
         return repository.derived_from_current(conn, "Patient", patient_id, _bsn_of_version)
 
+    def _security_context(
+        self, conn: Connection, context: dict[str, Any], owner: str | None
+    ) -> tuple[str | None, repository.ConsentColumns]:
+        """The patient reference and consent columns of a Binary sent on its own. A Binary names
+        no patient, so consent never opened one to a partner; its ``securityContext`` (FHIR R4:
+        the resource whose access rules hold for it) names the Patient, or one of the sender's
+        own resources about a patient (its DocumentReference), whose patient and date it takes.
+        Another organisation's resource is refused as an unknown one: the answer must not tell
+        which of its ids exist."""
+        path = "Binary.securityContext"
+        target = parse_reference(str(context.get("reference") or ""))
+        if target is None or target[2] is not None:
+            raise Unprocessable(
+                f"{path}: a reference to a resource on this server (Type/id) is required",
+                code="value",
+                expression=[path],
+            )
+        res_type, res_id, _base = target
+        if res_type == "Patient":
+            ref = f"Patient/{res_id}"
+            return ref, self.content_consent(
+                self._patient_key(conn, {"resourceType": "Binary"}, ref), None
+            )
+        found = repository.current(conn, res_type, res_id)
+        if found is None or found.deleted or found.owner_org != owner:
+            raise Unprocessable(
+                f"{path}: {res_type}/{res_id} is not a resource of your organisation (a context "
+                "in the same transaction must come before the Binary)",
+                code="value",
+                expression=[path],
+            )
+        return found.patient_ref, self.content_consent(found.patient_key, found.data_date_us)
+
     def _check_rules(
         self,
         conn: Connection,
@@ -1876,6 +1916,12 @@ class ResourceService:
         resource["meta"] = meta
         index = index_resource(resource, registry())
         patient_ref = _patient_of(resource, index)
+        if (
+            consent is None
+            and resource["resourceType"] == "Binary"
+            and "securityContext" in resource
+        ):
+            patient_ref, consent = self._security_context(conn, resource["securityContext"], owner)
         consent = consent or repository.ConsentColumns(
             patient_key=self._patient_key(conn, resource, patient_ref),
             data_category=leaf_of(resource["resourceType"], resource),

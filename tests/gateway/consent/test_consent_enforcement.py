@@ -4,6 +4,7 @@ exception, and the DPO can see why."""
 
 from __future__ import annotations
 
+import base64
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -379,3 +380,92 @@ def test_a_push_needs_an_agreement_and_no_objection(server, hospitals, record):
     objected = push(PARTNER)
     assert objected.status_code == 403
     assert "forbids" in objected.json()["issue"][0]["diagnostics"]
+
+
+def test_a_binary_sent_on_its_own_is_opened_by_the_consent_of_its_security_context(
+    server, hospitals, record
+):
+    """A Binary names no patient: without a securityContext no consent ever opens it (deny by
+    default); with one (the element, or the X-Security-Context header of a raw upload, FHIR R4)
+    it is the data of that context's patient, opened and closed with it."""
+    holder, partner, stranger = hospitals
+    pdf = b"%PDF-1.4 ontslagbrief"
+    with server.client(holder) as fhir:
+        letter = fhir.post(
+            "/DocumentReference",
+            json={
+                "resourceType": "DocumentReference",
+                "status": "current",
+                "subject": {"reference": f"Patient/{record['patient']}"},
+                "content": [{"attachment": {"contentType": "application/pdf"}}],
+            },
+        ).json()
+
+        def upload(context: str | None) -> str:
+            headers = {"Content-Type": "application/pdf"}
+            if context is not None:
+                headers["X-Security-Context"] = context
+            created = fhir.post("/Binary", content=pdf, headers=headers)
+            assert created.status_code == 201, created.text
+            return created.headers["Location"].split("/Binary/")[1].split("/")[0]
+
+        by_patient = upload(f"Patient/{record['patient']}")
+        by_letter = upload(f"DocumentReference/{letter['id']}")
+        bare = upload(None)
+        element = fhir.post(
+            "/Binary",
+            json={
+                "resourceType": "Binary",
+                "contentType": "application/pdf",
+                "securityContext": {"reference": f"DocumentReference/{letter['id']}"},
+                "data": base64.b64encode(pdf).decode(),
+            },
+        )
+        assert element.status_code == 201, element.text
+        binaries = [by_patient, by_letter, bare, element.json()["id"]]
+
+    def retrieved(hospital) -> list[int]:
+        with server.client(hospital) as fhir:
+            return [
+                fhir.get(f"/Binary/{b}", headers={"Accept": "application/pdf"}).status_code
+                for b in binaries
+            ]
+
+    assert retrieved(partner) == [404, 404, 404, 404]  # no consent yet
+    consent(server, holder, record, provision("permit"))
+    assert retrieved(partner) == [200, 200, 404, 200]
+    assert retrieved(stranger) == [404, 404, 404, 404]  # no agreement
+    assert retrieved(holder) == [200, 200, 200, 200]
+    with server.client(partner) as fhir:
+        got = fhir.get(f"/Binary/{by_letter}", headers={"Accept": "application/pdf"})
+    assert got.content == pdf
+
+
+def test_a_security_context_must_be_a_resource_of_the_sender(server, hospitals, record):
+    """Another organisation's resource is refused exactly as one that does not exist: the
+    answer must not tell which of its ids exist."""
+    holder, partner, _ = hospitals
+    with server.client(partner) as fhir:
+        theirs = fhir.post(
+            "/Observation",
+            json={"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}},
+        ).json()["id"]
+    answers = []
+    with server.client(holder) as fhir:
+        for context in (
+            f"Observation/{theirs}",
+            "Observation/does-not-exist",
+            "http://x.org/Patient/1",
+        ):
+            refused = fhir.post(
+                "/Binary",
+                content=b"%PDF-1.4",
+                headers={"Content-Type": "application/pdf", "X-Security-Context": context},
+            )
+            assert refused.status_code == 422, refused.text
+            issue = refused.json()["issue"][0]
+            assert issue["expression"] == ["Binary.securityContext"]
+            answers.append(
+                issue["diagnostics"].replace(theirs, "ID").replace("does-not-exist", "ID")
+            )
+    assert answers[0] == answers[1]
