@@ -469,3 +469,61 @@ def test_a_security_context_must_be_a_resource_of_the_sender(server, hospitals, 
                 issue["diagnostics"].replace(theirs, "ID").replace("does-not-exist", "ID")
             )
     assert answers[0] == answers[1]
+
+
+def test_a_count_judges_agreements_and_categories_once_not_for_each_candidate(server, hospitals):
+    """Counting a broad search judges consent for every other hospital's match. The agreements
+    and the category tree it checks are the same for all of them: PostgreSQL must build them
+    once per statement (a hashed subplan), not join them again for each candidate, which cost
+    the count a fifth of its time (bench/bench_consent_search.py, broad ``_total=accurate``)."""
+    if server.backend != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    from gateway.fhir.search import parse_search
+    from gateway.fhir.search_params import registry
+    from gateway.policy.information import READ_PURPOSE
+    from gateway.store.database import Database
+    from gateway.store.search_shapes import search_statement
+    from gateway.store.search_sql import ConsentScope, bound_visibility
+
+    holder, partner, _ = hospitals
+    for _ in range(4):
+        consent(server, holder, new_record(server, hospitals), provision("permit"))
+    query = parse_search(
+        "Observation",
+        [("category", "laboratory"), ("_total", "accurate")],
+        registry(),
+        default_count=20,
+        max_count=1000,
+        strict=True,
+        own_base="http://gateway/fhir",
+    )
+    scope = ConsentScope(partner.client_id, READ_PURPOSE, opt_out=False)
+    visible, values = bound_visibility(PARTNER, "network", scope, addressed=True)
+    statement, bound = search_statement("counted", query, visible, values)
+    db = Database(server.settings.database_url, threads=1)
+    try:
+        with db.engine.connect() as conn:
+            compiled = statement.compile(dialect=db.engine.dialect)
+            (plan,) = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
+                compiled.construct_params(bound),
+            ).scalar_one()
+            total = conn.execute(statement, bound).first().total
+    finally:
+        db.engine.dispose()
+
+    def scans(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from scans(child)
+
+    # The matches and their count; the page's rows then read their basis one by one.
+    (counting,) = (n for n in scans(plan["Plan"]) if n["Node Type"] == "WindowAgg")
+    loops = {
+        (n["Relation Name"], n["Actual Loops"])
+        for n in scans(counting)
+        if n.get("Relation Name") in ("agreement_grants", "data_category_lineage")
+    }
+    assert total >= 4  # the consented results were counted
+    assert {relation for relation, _ in loops} == {"agreement_grants", "data_category_lineage"}
+    assert all(n <= 1 for _, n in loops), loops
