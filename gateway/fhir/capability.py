@@ -56,6 +56,14 @@ def audit_event_capability() -> dict[str, Any]:
     }
 
 
+# The IHE MHD actors the gateway plays: Document Recipient (ITI-65) and Document Responder
+# (ITI-66, ITI-67, ITI-68), with the MHD search parameters (gateway.fhir.search_params).
+MHD_ACTORS = (
+    "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+    "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
+)
+
+
 def capability_statement(base_url: str, published: str) -> dict[str, Any]:
     """A truthful statement: every interaction and parameter listed here works."""
     params = registry()
@@ -100,6 +108,7 @@ def capability_statement(base_url: str, published: str) -> dict[str, Any]:
         "date": published,
         "publisher": "Zorgbrug",
         "kind": "instance",
+        "instantiates": list(MHD_ACTORS),
         "software": {"name": "Zorgbrug", "version": __version__},
         "implementation": {"description": "Zorgbrug FHIR R4 gateway", "url": base_url},
         "fhirVersion": "4.0.1",

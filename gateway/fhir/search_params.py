@@ -81,11 +81,42 @@ class SearchParamRegistry:
         return (p for p in self.for_type(resource_type).values() if p.code not in COLUMN_PARAMS)
 
 
+_MHD = "https://profiles.ihe.net/ITI/MHD"
+
+# The IHE MHD SearchParameters a Document Responder supports (ITI-66 Find Lists, ITI-67 Find
+# Document References), as the MHD implementation guide defines them: they are not in R4.
+MHD_SEARCH_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {
+        "resource": "DocumentReference",
+        "code": "creation",
+        "type": "date",
+        "expression": "DocumentReference.content.attachment.creation",
+        "url": f"{_MHD}/SearchParameter/DocumentReference-Creation",
+    },
+    {
+        "resource": "List",
+        "code": "designationType",
+        "type": "token",
+        "expression": f"(extension('{_MHD}/StructureDefinition/ihe-designationType')"
+        ".value.ofType(CodeableConcept))",
+        "url": f"{_MHD}/SearchParameter/List-DesignationType",
+    },
+    {
+        "resource": "List",
+        "code": "sourceId",
+        "type": "token",
+        "expression": f"(extension('{_MHD}/StructureDefinition/ihe-sourceId')"
+        ".value.ofType(Identifier))",
+        "url": f"{_MHD}/SearchParameter/List-SourceId",
+    },
+)
+
+
 @cache
 def registry() -> SearchParamRegistry:
-    """The process-wide registry loaded from the generated definitions."""
+    """The process-wide registry: the generated R4 definitions and MHD's."""
     path = resources.files("gateway.fhir") / "definitions" / "search_parameters.json"
-    return SearchParamRegistry(orjson.loads(path.read_bytes()))
+    return SearchParamRegistry([*orjson.loads(path.read_bytes()), *MHD_SEARCH_PARAMETERS])
 
 
 # --- expression compiler -------------------------------------------------------------------
@@ -93,6 +124,7 @@ def registry() -> SearchParamRegistry:
 _SIMPLE_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)*$")
 _AS = re.compile(r"^(?P<path>.+?)(?: as |\.as\(|\.ofType\()(?P<type>[A-Za-z]+)\)?$")
 _RESOLVE = re.compile(r"^(?P<path>.+)\.where\(resolve\(\) is (?P<type>[A-Za-z]+)\)$")
+_EXTENSION = re.compile(r"^extension\('(?P<url>[^']+)'\)\.value\.ofType\((?P<type>[A-Za-z]+)\)$")
 
 
 def compile_expression(expression: str, resource_type: str) -> Extractor:
@@ -145,6 +177,8 @@ def _balanced(text: str) -> bool:
 
 def _compile_part(part: str, resource_type: str) -> Extractor:
     text = _strip_parens(part)
+    if match := _EXTENSION.match(text):
+        return _extension_values(match["url"], "value" + match["type"])
     resolve_type = as_type = None
     if match := _RESOLVE.match(text):
         text, resolve_type = _strip_parens(match["path"]), match["type"]
@@ -171,6 +205,20 @@ def _compile_part(part: str, resource_type: str) -> Extractor:
         if resolve_type is not None:
             values = [v for v in values if _reference_type(v) == resolve_type]
         return values
+
+    return extract
+
+
+def _extension_values(url: str, key: str) -> Extractor:
+    """``extension('url').value.ofType(T)`` of the resource (MHD's List parameters), walked
+    directly as the simple paths are: every document push indexes its SubmissionSet."""
+
+    def extract(resource: dict[str, Any]) -> list[Any]:
+        return [
+            e[key]
+            for e in resource.get("extension") or ()
+            if isinstance(e, dict) and e.get("url") == url and e.get(key) is not None
+        ]
 
     return extract
 

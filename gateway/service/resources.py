@@ -1796,10 +1796,8 @@ class ResourceService:
             )
         res_type, res_id, _base = target
         if res_type == "Patient":
-            ref = f"Patient/{res_id}"
-            return ref, self.content_consent(
-                self._patient_key(conn, {"resourceType": "Binary"}, ref), None
-            )
+            key = repository.derived_from_current(conn, "Patient", res_id, _bsn_of_version)
+            return f"Patient/{res_id}", self.content_consent(key, None)
         found = repository.current(conn, res_type, res_id)
         if found is None or found.deleted or found.owner_org != owner:
             raise Unprocessable(

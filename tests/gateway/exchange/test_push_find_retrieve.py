@@ -19,6 +19,7 @@ from gateway.fhir.formats import json_to_xml
 
 BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
 URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
+DESIGNATION_TYPE = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType"
 CCDA = SHARED_DATA / "c-cda"
 DOCUMENTS = sorted(
     [
@@ -162,6 +163,7 @@ def test_r4_bundle_xds_example_is_accepted_as_a_provide_document_bundle(server, 
     # partner, and the patient's BSN so that the partner can match her.
     patient = next(e for e in xds["entry"] if e["resource"]["resourceType"] == "Patient")
     patient["resource"]["identifier"].append({"system": BSN_SYSTEM, "value": "999911120"})
+    source_id = f"urn:oid:1.3.6.1.4.1.21367.{uuid.uuid4().int % 10**9}"
     xds["entry"].insert(
         0,
         {
@@ -171,7 +173,13 @@ def test_r4_bundle_xds_example_is_accepted_as_a_provide_document_bundle(server, 
                 "extension": [
                     {
                         "url": mhd.SOURCE_ID,
-                        "valueIdentifier": {"value": "urn:oid:1.3.6.1.4.1.21367"},
+                        "valueIdentifier": {"value": source_id},
+                    },
+                    {
+                        "url": DESIGNATION_TYPE,
+                        "valueCodeableConcept": {
+                            "coding": [{"system": "http://snomed.info/sct", "code": "225728007"}]
+                        },
                     },
                     {
                         "url": mhd.INTENDED_RECIPIENT,
@@ -214,9 +222,56 @@ def test_r4_bundle_xds_example_is_accepted_as_a_provide_document_bundle(server, 
                 params={"identifier": f"urn:ietf:rfc:3986|{unique_id}", chain: name},
             ).json()
             assert by_author["total"] == expected, (chain, name)
+        # ITI-67 by the document's creation (2005-12-24), MHD's own search parameter.
+        for creation, expected in (("2005-12-24", 1), ("ge2005-12-01", 1), ("lt2005-12-24", 0)):
+            by_creation = fhir.get(
+                "/DocumentReference",
+                params={"identifier": f"urn:ietf:rfc:3986|{unique_id}", "creation": creation},
+                headers={"Prefer": "handling=strict"},
+            )
+            assert by_creation.json()["total"] == expected, (creation, by_creation.text)
+        # ITI-66 finds the SubmissionSet by its sourceId and designationType.
+        for params, expected in (
+            ({"sourceId": source_id}, 1),
+            ({"sourceId": source_id, "designationType": "http://snomed.info/sct|225728007"}, 1),
+            ({"sourceId": source_id, "designationType": "http://snomed.info/sct|1"}, 0),
+            ({"sourceId": "urn:oid:1.2.3.999"}, 0),
+        ):
+            lists = fhir.get("/List", params=params, headers={"Prefer": "handling=strict"})
+            assert lists.json()["total"] == expected, (params, lists.text)
         url = stored["content"][0]["attachment"]["url"]
         raw = fhir.get(f"/{url}", headers={"Accept": "text/plain"})
         assert raw.content == base64.b64decode(binary["resource"]["data"])
+
+
+MHD_RESPONDER = SHARED_DATA / "ihe-mhd" / "resources"
+
+
+def test_every_search_parameter_of_the_mhd_document_responder_is_supported(server, network):
+    """The IHE MHD Document Responder's CapabilityStatement (ITI-66, ITI-67) lists the search
+    parameters a Document Consumer may use: each is accepted (strict handling refuses an
+    unknown one) and the gateway's CapabilityStatement names the MHD actors it plays."""
+    statement = json.loads(
+        (MHD_RESPONDER / "CapabilityStatement-IHE.MHD.DocumentResponder.json").read_text()
+    )
+    samples = {"date": "ge2020-01-01", "reference": "Patient/a"}  # by type; others "a"
+    checked = []
+    with server.client(network.recipient) as fhir:
+        ours = fhir.get("/metadata").json()
+        assert statement["url"] in ours["instantiates"]
+        for resource in statement["rest"][0]["resource"]:
+            for param in resource.get("searchParam", []):
+                # The IG spells _lastUpdated in lower case; FHIR names are case-sensitive.
+                name = "_lastUpdated" if param["name"] == "_lastupdated" else param["name"]
+                value = samples.get(param.get("type", ""), "a")
+                answer = fhir.get(
+                    f"/{resource['type']}",
+                    params={name: value},
+                    headers={"Prefer": "handling=strict"},
+                )
+                assert answer.status_code == 200, (resource["type"], name, answer.text)
+                checked.append(f"{resource['type']}?{name}")
+    assert {"DocumentReference?creation", "List?sourceId", "List?designationType"} <= set(checked)
 
 
 def test_a_document_kept_to_oneself_needs_no_recipient_and_no_bsn(server, network):
