@@ -16,6 +16,7 @@ Tree::
     ├── PreconditionFailed      412 conflict / duplicate
     ├── PayloadTooLarge         413 too-long
     ├── UnsupportedMediaType    415 not-supported
+    ├── RangeNotSatisfiable     416 not-found (a byte range past the end of a document)
     └── Unprocessable           422 processing / business-rule
 """
 
@@ -130,6 +131,10 @@ class Conflict(GatewayError):
 
 class Gone(GatewayError):
     status, default_code = 410, "deleted"
+
+
+class RangeNotSatisfiable(GatewayError):
+    status, default_code = 416, "not-found"
 
 
 class PreconditionFailed(GatewayError):

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.api.auth_routes import bearer_actor, smart_configuration
+from gateway.api.byte_ranges import content_etag, matches_none, requested_span
 from gateway.api.negotiation import (
     accepts,
     fhir_response,
@@ -402,12 +403,26 @@ async def read_binary(request: Request, res_id: str) -> Response:
         raise NotAcceptable(
             f"Binary/{res_id} is available as {found.content_type} (or as FHIR JSON/XML) only"
         )
-    headers = {"Content-Length": str(found.size), "X-Content-Type-Options": "nosniff"}
+    headers = {"X-Content-Type-Options": "nosniff"}
+    span = None
+    if found.info is not None:  # content to compare and to serve in parts
+        etag = content_etag(found.info.sha256)
+        headers |= {"ETag": etag, "Accept-Ranges": "bytes"}
+        if matches_none(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        span = requested_span(
+            request.headers.get("range"), request.headers.get("if-range"), etag, found.size
+        )
+    status, (first, last) = (200, (0, found.size - 1)) if span is None else (206, span)
+    headers["Content-Length"] = str(last - first + 1)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{found.size}"
     if found.body is not None:
-        return Response(found.body, media_type=found.content_type, headers=headers)
+        body = found.body if span is None else found.body[first : last + 1]
+        return Response(body, status, headers=headers, media_type=found.content_type)
     assert found.info is not None
     return StreamingResponse(
-        service.stream(found.info), media_type=found.content_type, headers=headers
+        service.stream(found.info, span), status, headers=headers, media_type=found.content_type
     )
 
 

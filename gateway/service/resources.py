@@ -995,13 +995,22 @@ class ResourceService:
             pass  # a whole pass checks both hashes before the first byte is sent
         return found
 
-    async def stream(self, info: BlobInfo, batch: int = 4) -> AsyncIterator[bytes]:
-        """The verified content of a large blob, a few chunks per database round trip."""
-        total = max(1, -(-info.size // CHUNK_BYTES))
-        for first in range(0, total, batch):
-            pieces = await self.db.read(functools.partial(self._chunks, info, first, batch))
+    async def stream(
+        self, info: BlobInfo, span: tuple[int, int] | None = None, batch: int = 4
+    ) -> AsyncIterator[bytes]:
+        """The verified content of a large blob, or its bytes ``span`` (first and last), a few
+        chunks per database round trip; only the chunks the span touches are read."""
+        first_byte, last_byte = span or (0, info.size - 1)
+        end = last_byte // CHUNK_BYTES + 1
+        offset = first_byte // CHUNK_BYTES * CHUNK_BYTES
+        for first in range(first_byte // CHUNK_BYTES, end, batch):
+            count = min(batch, end - first)
+            pieces = await self.db.read(functools.partial(self._chunks, info, first, count))
             for piece in pieces:
-                yield piece
+                low, high = max(first_byte - offset, 0), min(last_byte + 1 - offset, len(piece))
+                if low < high:
+                    yield piece if (low, high) == (0, len(piece)) else piece[low:high]
+                offset += len(piece)
 
     def _chunks(self, info: BlobInfo, first: int, count: int, conn: Connection) -> list[bytes]:
         return list(self.vault.chunks(conn, info.blob_id, first=first, count=count))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from harness import PG_URL, SHARED_DATA
 
+from gateway.content.envelope import CHUNK_BYTES
 from gateway.exchange.compose import provide_document_bundle
 
 PDF = SHARED_DATA / "c-cda" / "unstructured" / "CDA_with_Embedded_PDF_1" / "C-CDA_R2_UD_sample.pdf"
@@ -159,6 +160,50 @@ def post_raw(server, hospital, content: bytes) -> str:
 
 # One chunk (read with the access check), several (read after it), and past the streaming bound.
 SIZES = [10_000 + 3, 3 * 1024 * 1024 + 5, 9 * 1024 * 1024 + 7]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_download_resumes_with_a_byte_range_and_is_not_fetched_again(server, network, size):
+    """RFC 9110: a Range of one span answers 206 with just those bytes (across chunk bounds,
+    open-ended or the last N), If-None-Match with the content's ETag a 304, a range past the
+    end a 416; forms not served in parts (several ranges, an If-Range of other content) get
+    everything."""
+    content = secrets.token_bytes(size)
+    location = post_raw(server, network.sender, content)
+    middle = CHUNK_BYTES - 5 if size > CHUNK_BYTES else size // 2  # across a chunk's end
+    with server.client(network.sender) as fhir:
+
+        def get(**headers):
+            return fhir.get(
+                f"/{location}", headers={"Accept": "application/octet-stream", **headers}
+            )
+
+        whole = get()
+        assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+        etag = whole.headers["etag"]
+        for header, (first, last) in (
+            (f"bytes={middle}-{middle + 9}", (middle, middle + 9)),
+            (f"bytes={middle}-", (middle, size - 1)),
+            ("bytes=-7", (size - 7, size - 1)),
+            (f"bytes=0-{size + 100}", (0, size - 1)),
+        ):
+            part = get(Range=header)
+            assert part.status_code == 206, (header, part.text[:200])
+            assert part.headers["content-range"] == f"bytes {first}-{last}/{size}"
+            assert part.headers["content-length"] == str(last - first + 1)
+            assert part.content == content[first : last + 1], header
+        assert get(**{"If-None-Match": etag}).status_code == 304
+        assert get(**{"If-None-Match": etag}).content == b""
+        assert get(**{"If-None-Match": '"other"'}).content == content
+        beyond = get(Range=f"bytes={size}-")
+        assert beyond.status_code == 416
+        assert beyond.headers["content-range"] == f"bytes */{size}"
+        assert beyond.json()["resourceType"] == "OperationOutcome"
+        for header in ("bytes=0-1,5-9", "items=0-1", f"bytes=9-{2}"):
+            assert get(Range=header).content == content, header
+        stale = get(Range="bytes=0-9", **{"If-Range": '"other"'})
+        assert (stale.status_code, stale.content) == (200, content)
+        assert get(Range="bytes=0-9", **{"If-Range": etag}).content == content[:10]
 
 
 @pytest.mark.parametrize("size", SIZES)
