@@ -112,11 +112,27 @@ MHD_SEARCH_PARAMETERS: tuple[dict[str, Any], ...] = (
 )
 
 
+# The gateway's own: a document's content by the resource that governs access to it (FHIR R4
+# ``Binary.securityContext``; the gateway keeps such a Binary's consent facts in step with it).
+SECURITY_CONTEXT = "security-context"
+GATEWAY_SEARCH_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {
+        "resource": "Binary",
+        "code": SECURITY_CONTEXT,
+        "type": "reference",
+        "expression": "Binary.securityContext",
+        "url": "http://zorgbrug.nl/fhir/SearchParameter/Binary-security-context",
+    },
+)
+
+
 @cache
 def registry() -> SearchParamRegistry:
-    """The process-wide registry: the generated R4 definitions and MHD's."""
+    """The process-wide registry: the generated R4 definitions, MHD's and the gateway's."""
     path = resources.files("gateway.fhir") / "definitions" / "search_parameters.json"
-    return SearchParamRegistry([*orjson.loads(path.read_bytes()), *MHD_SEARCH_PARAMETERS])
+    return SearchParamRegistry(
+        [*orjson.loads(path.read_bytes()), *MHD_SEARCH_PARAMETERS, *GATEWAY_SEARCH_PARAMETERS]
+    )
 
 
 # --- expression compiler -------------------------------------------------------------------

@@ -760,7 +760,14 @@ class ResourceService:
         except repository.DuplicateId:
             raise Conflict(f"{res_type}/{res_id} was created concurrently; retry") from None
         self._after_write(
-            conn, res_type, owner, facts.patient_key, None, res_id, unreferenced=unreferenced
+            conn,
+            res_type,
+            owner,
+            facts.patient_key,
+            None,
+            res_id,
+            unreferenced=unreferenced,
+            created=True,
         )
         return ResourceResult(
             201, res_type, res_id, 1, now, prepared.shown, owner, prepared.blobs, rid
@@ -948,17 +955,25 @@ class ResourceService:
     def _content_blobs(
         self, conn: Connection, ctx: RequestContext, document: dict[str, Any]
     ) -> list[str]:
-        """The stored content of a DocumentReference's attachments (``Binary/`` URLs)."""
+        """The stored content of a DocumentReference: its attachments (``Binary/`` URLs) and
+        the Binaries of its owner whose security context it is."""
+        binaries = [
+            url.removeprefix("Binary/")
+            for content in document.get("content") or []
+            if (url := str((content.get("attachment") or {}).get("url", ""))).startswith("Binary/")
+        ]
+        if "id" in document:
+            target = f"DocumentReference/{document['id']}"
+            owner = ctx.actor.organization
+            binaries += [b for _rid, b in repository.in_security_context(conn, target, owner)]
         found = []
-        for content in document.get("content") or []:
-            url = str((content.get("attachment") or {}).get("url", ""))
-            if url.startswith("Binary/"):
-                try:
-                    info = self.blob_of(conn, ctx, url.removeprefix("Binary/"))
-                except (NotFound, Gone):
-                    continue
-                if info is not None:
-                    found.append(info.blob_id)
+        for binary_id in dict.fromkeys(binaries):
+            try:
+                info = self.blob_of(conn, ctx, binary_id)
+            except (NotFound, Gone):
+                continue
+            if info is not None:
+                found.append(info.blob_id)
         return found
 
     async def retrieve(self, ctx: RequestContext, binary_id: str) -> RetrievedContent:
@@ -1789,33 +1804,38 @@ class ResourceService:
     def _security_context(
         self, conn: Connection, context: dict[str, Any], owner: str | None
     ) -> tuple[str | None, repository.ConsentColumns]:
-        """The patient reference and consent columns of a Binary sent on its own. A Binary names
-        no patient, so consent never opened one to a partner; its ``securityContext`` (FHIR R4:
-        the resource whose access rules hold for it) names the Patient, or one of the sender's
-        own resources about a patient (its DocumentReference), whose patient and date it takes.
-        Another organisation's resource is refused as an unknown one: the answer must not tell
-        which of its ids exist."""
-        path = "Binary.securityContext"
+        """The patient reference and consent facts of a Binary sent on its own. A Binary names
+        no patient, so consent would never open one to a partner; its ``securityContext``
+        (FHIR R4: the resource whose access rules hold for it) does: a Patient, or one of the
+        sender's own resources about a patient (its DocumentReference), whose patient and
+        clinical date it takes and keeps taking (``_contexts_follow``). Anything else, such as
+        another organisation's resource, one not (or no longer) there or one on another server,
+        opens it to nobody but its owner: the same answer whatever exists."""
+        closed = (None, self.content_consent(None, None))
         target = parse_reference(str(context.get("reference") or ""))
         if target is None or target[2] is not None:
-            raise Unprocessable(
-                f"{path}: a reference to a resource on this server (Type/id) is required",
-                code="value",
-                expression=[path],
-            )
+            return closed
         res_type, res_id, _base = target
         if res_type == "Patient":
             key = repository.derived_from_current(conn, "Patient", res_id, _bsn_of_version)
             return f"Patient/{res_id}", self.content_consent(key, None)
         found = repository.current(conn, res_type, res_id)
+        if found is None:
+            repository.await_context(conn, f"{res_type}/{res_id}")
         if found is None or found.deleted or found.owner_org != owner:
-            raise Unprocessable(
-                f"{path}: {res_type}/{res_id} is not a resource of your organisation (a context "
-                "in the same transaction must come before the Binary)",
-                code="value",
-                expression=[path],
-            )
+            return closed
         return found.patient_ref, self.content_consent(found.patient_key, found.data_date_us)
+
+    def _contexts_follow(
+        self, conn: Connection, res_type: str, res_id: str, owner: str | None
+    ) -> None:
+        """The owner's Binaries whose security context is this resource take its patient and
+        date anew, as written now: a document moved to another patient, or deleted, must not
+        stay open under the first patient's consent."""
+        target = f"{res_type}/{res_id}"
+        for rid, _binary_id in repository.in_security_context(conn, target, owner):
+            patient_ref, consent = self._security_context(conn, {"reference": target}, owner)
+            repository.set_consent_columns(conn, rid, patient_ref, consent)
 
     def _check_rules(
         self,
@@ -1873,10 +1893,18 @@ class ResourceService:
         res_id: str,
         *,
         unreferenced: bool = False,
+        created: bool = False,
     ) -> None:
-        """Keep patient keys and the consent and agreement rows in step, in the writing
-        transaction. ``unreferenced``: nothing can refer to the resource yet."""
+        """Keep patient keys, the Binaries a resource is the security context of, and the
+        consent and agreement rows in step, in the writing transaction. ``unreferenced``:
+        nothing can refer to the resource yet; ``created``: it is new."""
         rekeyed = res_type == "Patient" and patient_key != earlier_key
+        # A change of a resource (or its creation, awaited earlier in the transaction) moves
+        # the Binaries it is the security context of along with it.
+        if res_type != "Binary" and (
+            not created or repository.awaited_context(conn, f"{res_type}/{res_id}")
+        ):
+            self._contexts_follow(conn, res_type, res_id, owner)
         if rekeyed and not unreferenced:
             # Also covers resources written before their Patient in one transaction, and moves
             # the patient's Consents (and so their consent rows) to the new BSN.

@@ -15,6 +15,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from gateway.audit.scope import Touch, note_write
 from gateway.fhir.indexing import IndexRows
+from gateway.fhir.search_params import SECURITY_CONTEXT
 from gateway.store.database import RID_POOL, TRANSACTION_MEMO, Planning, search_planning
 from gateway.store.driver_sql import DriverQuery, insert_into, json_rows, rows_of
 from gateway.store.schema import (
@@ -782,6 +783,49 @@ def patient_key_of(conn: Connection, rid: int) -> str | None:
     return conn.execute(
         select(resources.c.patient_key).where(resources.c.rid == rid)
     ).scalar_one_or_none()
+
+
+def await_context(conn: Connection, target: str) -> None:
+    """Note that a Binary written in this transaction names ``target`` as its security context
+    before ``target`` exists (an entry further on in a transaction Bundle)."""
+    _memo_of(conn, SECURITY_CONTEXT, "")[target] = True
+
+
+def awaited_context(conn: Connection, target: str) -> bool:
+    """Whether a Binary written earlier in this transaction awaits ``target`` (``await_context``):
+    only then does a new resource look for the Binaries it governs."""
+    return target in _memo_of(conn, SECURITY_CONTEXT, "")
+
+
+def in_security_context(conn: Connection, target: str, owner: str | None) -> list[tuple[int, str]]:
+    """The row keys and ids of the owner's Binaries whose ``securityContext`` is ``target``
+    (``Type/id``)."""
+    res_type, _, res_id = target.partition("/")
+    r = INDEX_TABLES["reference"]
+    return [
+        (rid, binary_id)
+        for rid, binary_id in conn.execute(
+            select(r.c.rid, resources.c.res_id)
+            .join_from(r, resources, resources.c.rid == r.c.rid)
+            .where(
+                r.c.res_type == "Binary",
+                r.c.param == SECURITY_CONTEXT,
+                r.c.target_id == res_id,
+                r.c.target_type == res_type,
+                r.c.owner_org == owner,
+            )
+        )
+    ]
+
+
+def set_consent_columns(
+    conn: Connection, rid: int, patient_ref: str | None, consent: ConsentColumns
+) -> None:
+    """Give a resource, every version of it, another patient and consent facts (a Binary whose
+    security context changed)."""
+    values = {"patient_ref": patient_ref, **vars(consent)}
+    for table in (resources, resource_versions):
+        conn.execute(update(table).where(table.c.rid == rid).values(**values))
 
 
 def rid_passes(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -441,34 +442,129 @@ def test_a_binary_sent_on_its_own_is_opened_by_the_consent_of_its_security_conte
     assert got.content == pdf
 
 
-def test_a_security_context_must_be_a_resource_of_the_sender(server, hospitals, record):
-    """Another organisation's resource is refused exactly as one that does not exist: the
-    answer must not tell which of its ids exist."""
+def upload(fhir, context: str | None, content: bytes = b"%PDF-1.4 brief") -> str:
+    """A raw upload (ITI-68's form) with an X-Security-Context header; the Binary's id."""
+    headers = {"Content-Type": "application/pdf"}
+    if context is not None:
+        headers["X-Security-Context"] = context
+    created = fhir.post("/Binary", content=content, headers=headers)
+    assert created.status_code == 201, created.text
+    return created.headers["Location"].split("/Binary/")[1].split("/")[0]
+
+
+def pdf_status(server, hospital, binary: str) -> int:
+    with server.client(hospital) as fhir:
+        return fhir.get(f"/Binary/{binary}", headers={"Accept": "application/pdf"}).status_code
+
+
+def test_a_security_context_not_of_the_sender_opens_nothing(server, hospitals, record):
+    """Another organisation's resource, an unknown one and one on another server are accepted
+    as a context (the R4 Binary example names one that is not there) but give no patient: the
+    Binary stays its owner's alone, and the answer tells nothing of what exists."""
     holder, partner, _ = hospitals
+    consent(server, holder, record, provision("permit"))
     with server.client(partner) as fhir:
         theirs = fhir.post(
             "/Observation",
-            json={"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}},
+            json={
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "Hb"},
+                "subject": {"reference": f"Patient/{record['patient']}"},
+            },
         ).json()["id"]
-    answers = []
     with server.client(holder) as fhir:
-        for context in (
-            f"Observation/{theirs}",
-            "Observation/does-not-exist",
-            "http://x.org/Patient/1",
-        ):
-            refused = fhir.post(
-                "/Binary",
-                content=b"%PDF-1.4",
-                headers={"Content-Type": "application/pdf", "X-Security-Context": context},
+        binaries = [
+            upload(fhir, context)
+            for context in (
+                f"Observation/{theirs}",
+                "Observation/does-not-exist",
+                f"http://elders.example.org/fhir/Patient/{record['patient']}",
+                f"Patient/{record['patient']}",  # the one that opens it
             )
-            assert refused.status_code == 422, refused.text
-            issue = refused.json()["issue"][0]
-            assert issue["expression"] == ["Binary.securityContext"]
-            answers.append(
-                issue["diagnostics"].replace(theirs, "ID").replace("does-not-exist", "ID")
+        ]
+    assert [pdf_status(server, partner, b) for b in binaries] == [404, 404, 404, 200]
+    assert [pdf_status(server, holder, b) for b in binaries] == [200, 200, 200, 200]
+
+
+def test_a_binary_follows_its_document_when_it_moves_or_goes(server, hospitals, record):
+    """FHIR R4: the security context governs access to the Binary. A document moved to another
+    patient takes its content along (out of the first patient's consent), one marked
+    entered-in-error is served to nobody, and one deleted closes its content too."""
+    holder, partner, _ = hospitals
+    other = new_record(server, hospitals)  # a patient without consent
+    consent(server, holder, record, provision("permit"))
+
+    def document(patient: str, status: str = "current") -> dict:
+        return {
+            "resourceType": "DocumentReference",
+            "status": status,
+            "subject": {"reference": f"Patient/{patient}"},
+            "content": [{"attachment": {"contentType": "application/pdf"}}],
+        }
+
+    with server.client(holder) as fhir:
+        letter = fhir.post("/DocumentReference", json=document(record["patient"])).json()
+        binary = upload(fhir, f"DocumentReference/{letter['id']}")
+
+        def put(body: dict) -> None:
+            answer = fhir.put(
+                f"/DocumentReference/{letter['id']}", json=body | {"id": letter["id"]}
             )
-    assert answers[0] == answers[1]
+            assert answer.status_code == 200, answer.text
+
+        seen = [pdf_status(server, partner, binary)]
+        put(document(other["patient"]))
+        seen.append(pdf_status(server, partner, binary))
+        put(document(record["patient"]))
+        seen.append(pdf_status(server, partner, binary))
+        put(document(record["patient"], "entered-in-error"))
+        seen.append(pdf_status(server, partner, binary))
+        put(document(record["patient"]))
+        seen.append(pdf_status(server, partner, binary))
+        assert fhir.delete(f"/DocumentReference/{letter['id']}").status_code == 204
+        seen.append(pdf_status(server, partner, binary))
+    assert seen[:5] == [200, 404, 200, 410, 200]
+    assert seen[5] in (404, 410)  # not served: hidden, or gone
+
+
+def test_a_binary_before_its_document_in_a_transaction_follows_it(server, hospitals, record):
+    """The order of a transaction's entries does not matter (FHIR R4 transaction rules): a
+    Binary whose security context is a DocumentReference further on takes its patient."""
+    holder, partner, _ = hospitals
+    consent(server, holder, record, provision("permit"))
+    letter = f"urn:uuid:{uuid.uuid4()}"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "application/pdf",
+                    "securityContext": {"reference": letter},
+                    "data": base64.b64encode(b"%PDF-1.4 brief").decode(),
+                },
+                "request": {"method": "POST", "url": "Binary"},
+            },
+            {
+                "fullUrl": letter,
+                "resource": {
+                    "resourceType": "DocumentReference",
+                    "status": "current",
+                    "subject": {"reference": f"Patient/{record['patient']}"},
+                    "content": [{"attachment": {"contentType": "application/pdf"}}],
+                },
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
+        ],
+    }
+    with server.client(holder) as fhir:
+        answer = fhir.post("", json=bundle)
+    assert answer.status_code == 200, answer.text
+    binary = answer.json()["entry"][0]["response"]["location"].split("/")[1]
+    assert pdf_status(server, partner, binary) == 200
 
 
 def test_a_count_judges_agreements_and_categories_once_not_for_each_candidate(server, hospitals):

@@ -1,6 +1,6 @@
 """IHE MHD's own search parameters (ITI-67 ``creation``, ITI-66 ``sourceId`` and
-``designationType``) find also what was stored before the gateway indexed them: migration 0020
-writes their index rows."""
+``designationType``) and the gateway's ``security-context`` of a Binary find also what was
+stored before the gateway indexed them: migration 0020 writes their index rows."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def found(server: LiveServer, res_type: str, **params: str) -> int:
     return int(answer.json()["total"])
 
 
-def searches(server: LiveServer) -> list[int]:
+def searches(server: LiveServer, document: str) -> list[int]:
     return [
+        found(server, "Binary", **{"security-context": f"DocumentReference/{document}"}),
         found(server, "DocumentReference", creation="2024-05-01"),
         found(server, "DocumentReference", creation="lt2024-05-01"),
         found(server, "List", sourceId=SOURCE_ID),
@@ -59,14 +60,25 @@ def test_mhd_parameters_find_documents_also_after_an_upgrade(backend, tmp_path):
                     },
                 ],
             }
-            assert fhir.post("/DocumentReference", json=document).status_code == 201
+            created = fhir.post("/DocumentReference", json=document)
+            assert created.status_code == 201
+            letter = created.json()["id"]
             assert fhir.post("/List", json=submission).status_code == 201
-        assert searches(server) == [1, 0, 1, 1]
+            content = fhir.post(
+                "/Binary",
+                content=b"%PDF-1.4",
+                headers={
+                    "Content-Type": "application/pdf",
+                    "X-Security-Context": f"DocumentReference/{letter}",
+                },
+            )
+            assert content.status_code == 201
+        assert searches(server, letter) == [1, 1, 0, 1, 1]
         server.stop()
 
         downgrade(database.url, "0019")  # a store from before: no rows for these parameters
         server = LiveServer(server.settings, backend).start()  # migrates to the newest
-        assert searches(server) == [1, 0, 1, 1]
+        assert searches(server, letter) == [1, 1, 0, 1, 1]
     finally:
         server.stop()
         database.drop()

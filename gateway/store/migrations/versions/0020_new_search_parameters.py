@@ -1,6 +1,8 @@
 """IHE MHD's own search parameters (ITI-67 ``creation`` on DocumentReference, ITI-66
-``designationType`` and ``sourceId`` on List): the index rows of the resources stored before,
-written here as the gateway writes them for a new one.
+``designationType`` and ``sourceId`` on List) and the gateway's ``security-context`` of a
+Binary: the index rows of the resources stored before, written here as the gateway writes them
+for a new one. (A Binary stored before with a security context stays closed to partners until
+that context is written again: the gateway did not take a patient from it then.)
 
 Revision ID: 0020
 Revises: 0019
@@ -12,7 +14,11 @@ import sqlalchemy as sa
 from alembic import op
 
 from gateway.fhir.indexing import index_resource
-from gateway.fhir.search_params import MHD_SEARCH_PARAMETERS, registry
+from gateway.fhir.search_params import (
+    GATEWAY_SEARCH_PARAMETERS,
+    MHD_SEARCH_PARAMETERS,
+    registry,
+)
 
 revision = "0020"
 down_revision = "0019"
@@ -20,12 +26,17 @@ branch_labels = None
 depends_on = None
 
 # Index table and its value columns, by search parameter type.
-TABLES = {"date": ("idx_date", ("lo", "hi")), "token": ("idx_token", ("system", "code"))}
+TABLES = {
+    "date": ("idx_date", ("lo", "hi")),
+    "token": ("idx_token", ("system", "code")),
+    "reference": ("idx_reference", ("target_type", "target_id", "url")),
+}
+PARAMETERS = (*MHD_SEARCH_PARAMETERS, *GATEWAY_SEARCH_PARAMETERS)
 
 
 def upgrade() -> None:
     conn = op.get_bind()
-    for param in MHD_SEARCH_PARAMETERS:
+    for param in PARAMETERS:
         table, columns = TABLES[param["type"]]
         stored = conn.execute(
             sa.text(
@@ -47,7 +58,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for param in MHD_SEARCH_PARAMETERS:
+    for param in PARAMETERS:
         table, _columns = TABLES[param["type"]]
         op.execute(
             sa.text(f"DELETE FROM {table} WHERE res_type = :res_type AND param = :code").bindparams(  # noqa: S608
