@@ -102,6 +102,35 @@ def test_date_prefixes(fhir):
     assert search("eb1970") == {old["id"]}
 
 
+def test_a_date_covers_its_precision_to_the_ends_of_the_calendar(fhir):
+    """A search value covers what it states: ``.123`` the whole millisecond (a stored value in
+    nanoseconds falls inside it), and the year 9999 is a date like any other. An offset beyond
+    FHIR's -12:00..+14:00 or digits other than ASCII are a 400, not a search for nothing."""
+    p = make_patient(fhir, "Precise", bsn=unique_bsn())
+    fine = make_observation(fhir, p["id"], "718-7", "2025-03-04T00:00:00.123456789Z")
+    last = make_observation(fhir, p["id"], "718-7", "9999-12-31T23:59:59Z")
+
+    def search(value):
+        answer = fhir.get("/Observation", params={"subject": f"Patient/{p['id']}", "date": value})
+        assert answer.status_code == 200, (value, answer.text)
+        return ids(answer.json())
+
+    assert search("2025-03-04T00:00:00.123Z") == {fine["id"]}
+    assert search("2025-03-04T00:00:00.124Z") == set()
+    assert search("2025-03-04T00:00:00.123456Z") == {fine["id"]}
+    assert search("9999-12-31") == {last["id"]}
+    assert search("ge9000") == {last["id"]}
+    assert search("gt9999-12-31T23:59:58Z") == {last["id"]}
+    for bad in (
+        "2025-03-04T10:00:00+99:99",
+        "2025-03-04T10:00:00+15:00",
+        "\u0662\u0660\u0662\u0665",
+    ):
+        answer = fhir.get("/Observation", params={"subject": f"Patient/{p['id']}", "date": bad})
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["resourceType"] == "OperationOutcome"
+
+
 def test_reference_search_by_id_type_id_and_chain(fhir):
     bsn = unique_bsn()
     p = make_patient(fhir, "Ref", bsn=bsn)
