@@ -1833,9 +1833,11 @@ class ResourceService:
         date anew, as written now: a document moved to another patient, or deleted, must not
         stay open under the first patient's consent."""
         target = f"{res_type}/{res_id}"
-        for rid, _binary_id in repository.in_security_context(conn, target, owner):
+        binaries = repository.in_security_context(conn, target, owner)
+        if binaries:
             patient_ref, consent = self._security_context(conn, {"reference": target}, owner)
-            repository.set_consent_columns(conn, rid, patient_ref, consent)
+            for rid, _binary_id in binaries:
+                repository.set_consent_columns(conn, rid, patient_ref, consent)
 
     def _check_rules(
         self,
