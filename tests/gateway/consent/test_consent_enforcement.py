@@ -383,65 +383,6 @@ def test_a_push_needs_an_agreement_and_no_objection(server, hospitals, record):
     assert "forbids" in objected.json()["issue"][0]["diagnostics"]
 
 
-def test_a_binary_sent_on_its_own_is_opened_by_the_consent_of_its_security_context(
-    server, hospitals, record
-):
-    """A Binary names no patient: without a securityContext no consent ever opens it (deny by
-    default); with one (the element, or the X-Security-Context header of a raw upload, FHIR R4)
-    it is the data of that context's patient, opened and closed with it."""
-    holder, partner, stranger = hospitals
-    pdf = b"%PDF-1.4 ontslagbrief"
-    with server.client(holder) as fhir:
-        letter = fhir.post(
-            "/DocumentReference",
-            json={
-                "resourceType": "DocumentReference",
-                "status": "current",
-                "subject": {"reference": f"Patient/{record['patient']}"},
-                "content": [{"attachment": {"contentType": "application/pdf"}}],
-            },
-        ).json()
-
-        def upload(context: str | None) -> str:
-            headers = {"Content-Type": "application/pdf"}
-            if context is not None:
-                headers["X-Security-Context"] = context
-            created = fhir.post("/Binary", content=pdf, headers=headers)
-            assert created.status_code == 201, created.text
-            return created.headers["Location"].split("/Binary/")[1].split("/")[0]
-
-        by_patient = upload(f"Patient/{record['patient']}")
-        by_letter = upload(f"DocumentReference/{letter['id']}")
-        bare = upload(None)
-        element = fhir.post(
-            "/Binary",
-            json={
-                "resourceType": "Binary",
-                "contentType": "application/pdf",
-                "securityContext": {"reference": f"DocumentReference/{letter['id']}"},
-                "data": base64.b64encode(pdf).decode(),
-            },
-        )
-        assert element.status_code == 201, element.text
-        binaries = [by_patient, by_letter, bare, element.json()["id"]]
-
-    def retrieved(hospital) -> list[int]:
-        with server.client(hospital) as fhir:
-            return [
-                fhir.get(f"/Binary/{b}", headers={"Accept": "application/pdf"}).status_code
-                for b in binaries
-            ]
-
-    assert retrieved(partner) == [404, 404, 404, 404]  # no consent yet
-    consent(server, holder, record, provision("permit"))
-    assert retrieved(partner) == [200, 200, 404, 200]
-    assert retrieved(stranger) == [404, 404, 404, 404]  # no agreement
-    assert retrieved(holder) == [200, 200, 200, 200]
-    with server.client(partner) as fhir:
-        got = fhir.get(f"/Binary/{by_letter}", headers={"Accept": "application/pdf"})
-    assert got.content == pdf
-
-
 def upload(fhir, context: str | None, content: bytes = b"%PDF-1.4 brief") -> str:
     """A raw upload (ITI-68's form) with an X-Security-Context header; the Binary's id."""
     headers = {"Content-Type": "application/pdf"}
@@ -455,6 +396,54 @@ def upload(fhir, context: str | None, content: bytes = b"%PDF-1.4 brief") -> str
 def pdf_status(server, hospital, binary: str) -> int:
     with server.client(hospital) as fhir:
         return fhir.get(f"/Binary/{binary}", headers={"Accept": "application/pdf"}).status_code
+
+
+def document_about(patient: str, status: str = "current") -> dict:
+    """A DocumentReference about ``patient`` whose content is sent on its own."""
+    return {
+        "resourceType": "DocumentReference",
+        "status": status,
+        "subject": {"reference": f"Patient/{patient}"},
+        "content": [{"attachment": {"contentType": "application/pdf"}}],
+    }
+
+
+def test_a_binary_sent_on_its_own_is_opened_by_the_consent_of_its_security_context(
+    server, hospitals, record
+):
+    """A Binary names no patient: without a securityContext no consent ever opens it (deny by
+    default); with one (the element, or the X-Security-Context header of a raw upload, FHIR R4)
+    it is the data of that context's patient, opened and closed with it."""
+    holder, partner, stranger = hospitals
+    pdf = b"%PDF-1.4 ontslagbrief"
+    with server.client(holder) as fhir:
+        letter = fhir.post("/DocumentReference", json=document_about(record["patient"])).json()
+        by_patient = upload(fhir, f"Patient/{record['patient']}", pdf)
+        by_letter = upload(fhir, f"DocumentReference/{letter['id']}", pdf)
+        bare = upload(fhir, None, pdf)
+        element = fhir.post(
+            "/Binary",
+            json={
+                "resourceType": "Binary",
+                "contentType": "application/pdf",
+                "securityContext": {"reference": f"DocumentReference/{letter['id']}"},
+                "data": base64.b64encode(pdf).decode(),
+            },
+        )
+        assert element.status_code == 201, element.text
+        binaries = [by_patient, by_letter, bare, element.json()["id"]]
+
+    def retrieved(hospital) -> list[int]:
+        return [pdf_status(server, hospital, b) for b in binaries]
+
+    assert retrieved(partner) == [404, 404, 404, 404]  # no consent yet
+    consent(server, holder, record, provision("permit"))
+    assert retrieved(partner) == [200, 200, 404, 200]
+    assert retrieved(stranger) == [404, 404, 404, 404]  # no agreement
+    assert retrieved(holder) == [200, 200, 200, 200]
+    with server.client(partner) as fhir:
+        got = fhir.get(f"/Binary/{by_letter}", headers={"Accept": "application/pdf"})
+    assert got.content == pdf
 
 
 def test_a_security_context_not_of_the_sender_opens_nothing(server, hospitals, record):
@@ -495,16 +484,8 @@ def test_a_binary_follows_its_document_when_it_moves_or_goes(server, hospitals, 
     other = new_record(server, hospitals)  # a patient without consent
     consent(server, holder, record, provision("permit"))
 
-    def document(patient: str, status: str = "current") -> dict:
-        return {
-            "resourceType": "DocumentReference",
-            "status": status,
-            "subject": {"reference": f"Patient/{patient}"},
-            "content": [{"attachment": {"contentType": "application/pdf"}}],
-        }
-
     with server.client(holder) as fhir:
-        letter = fhir.post("/DocumentReference", json=document(record["patient"])).json()
+        letter = fhir.post("/DocumentReference", json=document_about(record["patient"])).json()
         binary = upload(fhir, f"DocumentReference/{letter['id']}")
 
         def put(body: dict) -> None:
@@ -514,13 +495,13 @@ def test_a_binary_follows_its_document_when_it_moves_or_goes(server, hospitals, 
             assert answer.status_code == 200, answer.text
 
         seen = [pdf_status(server, partner, binary)]
-        put(document(other["patient"]))
+        put(document_about(other["patient"]))
         seen.append(pdf_status(server, partner, binary))
-        put(document(record["patient"]))
+        put(document_about(record["patient"]))
         seen.append(pdf_status(server, partner, binary))
-        put(document(record["patient"], "entered-in-error"))
+        put(document_about(record["patient"], "entered-in-error"))
         seen.append(pdf_status(server, partner, binary))
-        put(document(record["patient"]))
+        put(document_about(record["patient"]))
         seen.append(pdf_status(server, partner, binary))
         assert fhir.delete(f"/DocumentReference/{letter['id']}").status_code == 204
         seen.append(pdf_status(server, partner, binary))
